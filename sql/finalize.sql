@@ -1,0 +1,89 @@
+-- pg_stepup: SQL-level API, triggers, grants and comments. Runs last.
+
+GRANT USAGE ON SCHEMA stepup TO PUBLIC;
+
+-- Every backend caches keys and levels; these triggers tell them to reload.
+CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stepup.keys
+    FOR EACH STATEMENT EXECUTE FUNCTION stepup.catalog_changed();
+CREATE TRIGGER levels_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stepup.levels
+    FOR EACH STATEMENT EXECUTE FUNCTION stepup.catalog_changed();
+
+CREATE FUNCTION stepup.retire_key(kid text, at timestamptz DEFAULT now())
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF at IS NULL THEN
+        RAISE EXCEPTION 'retirement time must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Retiring never extends a key's life: the earlier end wins.
+    UPDATE stepup.keys AS k
+       SET not_after = least(k.not_after, greatest(at, k.not_before + interval '1 microsecond'))
+     WHERE k.kid = retire_key.kid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'key "%" does not exist', kid
+            USING ERRCODE = 'undefined_object', HINT = 'Registered keys are listed in stepup.key_info.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION stepup.define_level(name text, rank integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF name IS NULL OR name = '' OR rank IS NULL THEN
+        RAISE EXCEPTION 'level name and rank must be given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO stepup.levels AS l (name, rank) VALUES (define_level.name, define_level.rank)
+    ON CONFLICT ON CONSTRAINT levels_pkey DO UPDATE SET rank = EXCLUDED.rank;
+END
+$$;
+
+CREATE VIEW stepup.key_info AS
+SELECT kid,
+       alg,
+       issuer,
+       not_before,
+       not_after,
+       CASE
+           WHEN not_after IS NOT NULL AND not_after <= now() THEN 'retired'
+           WHEN not_before > now() THEN 'pending'
+           ELSE 'active'
+       END AS status,
+       encode(sha256(key), 'hex') AS fingerprint,
+       created_at
+  FROM stepup.keys;
+REVOKE ALL ON stepup.key_info FROM PUBLIC;
+
+-- Administration is for the extension's owner (and superusers).
+REVOKE EXECUTE ON FUNCTION stepup.add_key(text, bytea, text, text, timestamptz, timestamptz) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.retire_key(text, timestamptz) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.define_level(text, integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.catalog_changed() FROM PUBLIC;
+
+COMMENT ON SCHEMA stepup IS 'pg_stepup: step-up authentication for sensitive rows';
+COMMENT ON TABLE stepup.keys IS 'Verification keys for step-up assertions. Never readable by application roles; see stepup.key_info.';
+COMMENT ON TABLE stepup.levels IS 'Assurance levels (acr values) and their ranks.';
+COMMENT ON VIEW stepup.key_info IS 'Registered keys without their material: kid, alg, issuer, validity, status and SHA-256 fingerprint.';
+COMMENT ON FUNCTION stepup.add_key(text, bytea, text, text, timestamptz, timestamptz) IS
+    'Register a verification key: HS256 (shared secret, at least 32 bytes) or EdDSA (32-byte Ed25519 public key). Key ids are never reused.';
+COMMENT ON FUNCTION stepup.retire_key(text, timestamptz) IS
+    'Stop accepting assertions signed with this key from the given time (default now). Never extends a key''s life.';
+COMMENT ON FUNCTION stepup.define_level(text, integer) IS 'Add a level or change its rank.';
+COMMENT ON FUNCTION stepup.present(text) IS
+    'Verify a step-up assertion (compact JWS) and hold it for the current transaction. Returns its claims; raises SU002 when invalid.';
+COMMENT ON FUNCTION stepup.present(text, text) IS
+    'Verify and hold a step-up assertion with scope ''transaction'' or ''session'' (kept until stepup.clear(), DISCARD ALL or disconnect).';
+COMMENT ON FUNCTION stepup.current() IS 'Claims of the held assertion, or NULL.';
+COMMENT ON FUNCTION stepup.clear() IS 'Drop the held assertion.';
+COMMENT ON FUNCTION stepup.satisfied(text, interval) IS
+    'True when the held assertion is unexpired, its acr ranks at least level, and the user authenticated within max_age.';
+COMMENT ON FUNCTION stepup.satisfied(text, interval, text[]) IS
+    'As satisfied(level, max_age), and amr must contain one of methods.';
+COMMENT ON FUNCTION stepup.require(text, interval) IS
+    'True, or raises SU001 with an RFC 9470 challenge. For use in row-level security policies.';
+COMMENT ON FUNCTION stepup.require(text, interval, text[]) IS
+    'As require(level, max_age), and amr must contain one of methods.';

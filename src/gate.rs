@@ -1,0 +1,137 @@
+//! `stepup.satisfied` and `stepup.require`: the checks users call in their
+//! own policies. Both read the clock at the moment of the check.
+
+use pgrx::datum::Interval;
+use pgrx::prelude::*;
+
+use crate::raise::{raise, Code, LogFields, Rejection};
+use crate::requirement::{Requirement, Unmet};
+use crate::{catalog, held, settings};
+
+/// True when a verified, unexpired assertion is held whose acr ranks at
+/// least `level`, whose auth_time is within `max_age`, and (if given) whose
+/// amr holds one of `methods`.
+#[pg_extern(volatile, parallel_restricted, name = "satisfied")]
+fn satisfied(level: Option<&str>, max_age: Option<Interval>) -> bool {
+    satisfied_methods(level, max_age, None)
+}
+
+#[pg_extern(volatile, parallel_restricted, name = "satisfied")]
+fn satisfied_methods(
+    level: Option<&str>,
+    max_age: Option<Interval>,
+    methods: Option<Vec<Option<String>>>,
+) -> bool {
+    let methods = method_list(methods);
+    let (level, rank, max_age_us) = arguments(level, max_age);
+    let req = Requirement {
+        level: &level,
+        rank,
+        max_age_us,
+        methods: &methods,
+    };
+    evaluate(&req).is_ok()
+}
+
+/// True, or raises SU001 with the RFC 9470 challenge. For policies:
+/// `USING (amount < 10000 OR stepup.require('aal3', '2 minutes'))`.
+#[pg_extern(volatile, parallel_restricted, name = "require")]
+fn require(level: Option<&str>, max_age: Option<Interval>) -> bool {
+    require_methods(level, max_age, None)
+}
+
+#[pg_extern(volatile, parallel_restricted, name = "require")]
+fn require_methods(
+    level: Option<&str>,
+    max_age: Option<Interval>,
+    methods: Option<Vec<Option<String>>>,
+) -> bool {
+    // Everything that owns memory lives in `unmet_requirement`'s frame and is
+    // gone before raise() longjmps.
+    match unmet_requirement(level, max_age, methods) {
+        None => true,
+        Some(rejection) => raise(rejection),
+    }
+}
+
+fn unmet_requirement(
+    level: Option<&str>,
+    max_age: Option<Interval>,
+    methods: Option<Vec<Option<String>>>,
+) -> Option<Rejection> {
+    let methods = method_list(methods);
+    let (level, rank, max_age_us) = arguments(level, max_age);
+    let req = Requirement {
+        level: &level,
+        rank,
+        max_age_us,
+        methods: &methods,
+    };
+    let unmet = evaluate(&req).err()?;
+    Some(step_up_required(&req, &unmet, None, "require"))
+}
+
+/// The SU001 rejection for an unmet requirement.
+pub fn step_up_required(
+    req: &Requirement,
+    unmet: &Unmet,
+    table: Option<String>,
+    operation: &str,
+) -> Rejection {
+    let held = held::current();
+    Rejection {
+        code: Code::StepUpRequired,
+        message: "step-up authentication required".into(),
+        detail: format!("{}; {unmet}", req.challenge()),
+        hint: Some(
+            "Have the user re-authenticate at the identity provider, then call stepup.present(assertion) in this transaction."
+                .into(),
+        ),
+        log: LogFields {
+            table,
+            operation: operation.into(),
+            sub: held.as_ref().map(|h| h.claims.sub.clone()),
+            jti: held.as_ref().map(|h| h.claims.jti.clone()),
+        },
+    }
+}
+
+/// Checks the held assertion against `req` now.
+pub fn evaluate(req: &Requirement) -> Result<(), Unmet> {
+    let held = held::current();
+    let claims = held.as_ref().map(|h| &h.claims);
+    let held_rank = claims.and_then(|c| catalog::level_rank(&c.acr));
+    req.check(claims, held_rank, catalog::now_us(), settings::leeway_s())
+}
+
+/// Validates level and max_age; errors name what to fix.
+fn arguments(level: Option<&str>, max_age: Option<Interval>) -> (String, i32, i64) {
+    let (Some(level), Some(max_age)) = (level, max_age) else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "level and max_age must not be NULL"
+        );
+    };
+    let Some(rank) = catalog::level_rank(level) else {
+        ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("unknown step-up level \"{level}\""),
+            "Levels are listed in stepup.levels; add one with stepup.define_level(name, rank)."
+        );
+    };
+    (level.to_string(), rank, interval_us(max_age))
+}
+
+/// An interval as microseconds, months counted as 30 days like Postgres'
+/// own interval comparison.
+pub fn interval_us(i: Interval) -> i64 {
+    let days = i64::from(i.months()) * 30 + i64::from(i.days());
+    days.saturating_mul(86_400_000_000)
+        .saturating_add(i.micros())
+}
+
+fn method_list(methods: Option<Vec<Option<String>>>) -> Vec<String> {
+    methods.unwrap_or_default().into_iter().flatten().collect()
+}

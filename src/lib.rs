@@ -1,0 +1,42 @@
+//! pg_stepup: refuse changes to sensitive rows unless the transaction holds
+//! a fresh, signed step-up assertion. This file is wiring only.
+
+use pgrx::prelude::*;
+
+mod catalog;
+mod gate;
+mod held;
+mod keys;
+mod present;
+mod raise;
+pub mod requirement;
+mod settings;
+pub mod token;
+mod utility;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/bootstrap.sql", bootstrap);
+extension_sql_file!("../sql/finalize.sql", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    settings::define();
+    held::register_callbacks();
+    catalog::register_invalidation();
+    utility::install();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

@@ -1,0 +1,73 @@
+//! Pure verification of step-up assertions: no pgrx types, plain `#[test]`s.
+//!
+//! Order matters: the envelope is split, the key is chosen by `kid` and must
+//! be registered for the header's `alg`, the signature is checked, and only
+//! then is the payload decoded and its claims judged.
+
+mod claims;
+mod error;
+mod jws;
+mod sig;
+
+pub use claims::{Claims, Rules};
+pub use error::TokenError;
+pub use sig::{Alg, KeyError, VerifyingKey};
+
+/// Longest assertion accepted, in bytes. Real ones are under 1 KiB; the
+/// bound keeps hostile input cheap to refuse.
+pub const MAX_TOKEN_LEN: usize = 8192;
+
+/// A key as registered with `stepup.add_key`, validity in microseconds
+/// since the Unix epoch.
+#[derive(Debug, Clone)]
+pub struct RegisteredKey {
+    pub kid: String,
+    pub key: VerifyingKey,
+    pub issuer: Option<String>,
+    pub not_before_us: i64,
+    pub not_after_us: Option<i64>,
+}
+
+/// Verifies `token` and returns its claims. `lookup` finds a key by kid;
+/// `known_level` says whether an `acr` is a defined level.
+pub fn verify<'k>(
+    token: &str,
+    lookup: impl Fn(&str) -> Option<&'k RegisteredKey>,
+    known_level: impl Fn(&str) -> bool,
+    rules: &Rules,
+) -> Result<Claims, TokenError> {
+    let env = jws::split(token)?;
+    let Some(header_alg) = Alg::parse(&env.alg) else {
+        return Err(TokenError::UnsupportedAlg(env.alg));
+    };
+    let kid = env.kid.ok_or(TokenError::MissingKid)?;
+    let key = lookup(&kid).ok_or_else(|| TokenError::UnknownKid(kid.clone()))?;
+    if rules.now_us < key.not_before_us {
+        return Err(TokenError::KeyNotYetValid(kid));
+    }
+    if key.not_after_us.is_some_and(|end| rules.now_us >= end) {
+        return Err(TokenError::KeyRetired(kid));
+    }
+    if key.key.alg() != header_alg {
+        return Err(TokenError::AlgMismatch {
+            kid,
+            header: env.alg,
+            key: key.key.alg().name().to_string(),
+        });
+    }
+    key.key.verify(env.signing_input, &env.signature)?;
+
+    let claims = claims::check(jws::claims(&env.payload)?, &kid, rules)?;
+    if let Some(expected) = &key.issuer {
+        if claims.iss.as_ref() != Some(expected) {
+            return Err(TokenError::WrongIssuer);
+        }
+    }
+    if !known_level(&claims.acr) {
+        return Err(TokenError::UnknownLevel(claims.acr));
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests;

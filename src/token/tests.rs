@@ -1,0 +1,376 @@
+//! Every rejection reason of DESIGN section 2, one case each, against tokens
+//! minted here with the same primitives an IdP would use.
+
+use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ed25519_dalek::Signer;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const NOW: i64 = 1_800_000_000;
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+const ED_SEED: [u8; 32] = [9u8; 32];
+
+fn rules() -> Rules<'static> {
+    Rules {
+        audience: "bank",
+        leeway: 30,
+        max_lifetime: 900,
+        now_us: NOW * 1_000_000,
+    }
+}
+
+fn keys() -> Vec<RegisteredKey> {
+    let ed_pub = ed25519_dalek::SigningKey::from_bytes(&ED_SEED).verifying_key();
+    vec![
+        RegisteredKey {
+            kid: "hs".into(),
+            key: VerifyingKey::new(Alg::HS256, SECRET).unwrap(),
+            issuer: None,
+            not_before_us: 0,
+            not_after_us: None,
+        },
+        RegisteredKey {
+            kid: "ed".into(),
+            key: VerifyingKey::new(Alg::EdDSA, ed_pub.as_bytes()).unwrap(),
+            issuer: Some("https://idp.example".into()),
+            not_before_us: 0,
+            not_after_us: None,
+        },
+        RegisteredKey {
+            kid: "old".into(),
+            key: VerifyingKey::new(Alg::HS256, SECRET).unwrap(),
+            issuer: None,
+            not_before_us: 0,
+            not_after_us: Some((NOW - 10) * 1_000_000),
+        },
+        RegisteredKey {
+            kid: "later".into(),
+            key: VerifyingKey::new(Alg::HS256, SECRET).unwrap(),
+            issuer: None,
+            not_before_us: (NOW + 3600) * 1_000_000,
+            not_after_us: None,
+        },
+    ]
+}
+
+fn claims() -> Value {
+    json!({
+        "sub": "alice", "aud": "bank", "iat": NOW - 10, "exp": NOW + 290,
+        "auth_time": NOW - 20, "acr": "aal2", "amr": ["otp"], "jti": "j-1",
+    })
+}
+
+fn b64(v: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(v)
+}
+
+fn hs256(header: &Value, payload: &Value, secret: &[u8]) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+    mac.update(input.as_bytes());
+    format!("{input}.{}", b64(&mac.finalize().into_bytes()))
+}
+
+fn eddsa(header: &Value, payload: &Value) -> String {
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    );
+    let sig = ed25519_dalek::SigningKey::from_bytes(&ED_SEED).sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig.to_bytes()))
+}
+
+fn hs(payload: &Value) -> String {
+    hs256(
+        &json!({"alg": "HS256", "kid": "hs", "typ": "JWT"}),
+        payload,
+        SECRET,
+    )
+}
+
+fn run(token: &str) -> Result<Claims, TokenError> {
+    let keys = keys();
+    verify(
+        token,
+        |kid| keys.iter().find(|k| k.kid == kid),
+        |acr| ["aal1", "aal2", "aal3"].contains(&acr),
+        &rules(),
+    )
+}
+
+fn with(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
+    let mut c = claims();
+    change(c.as_object_mut().unwrap());
+    c
+}
+
+#[test]
+fn accepts_hs256_and_eddsa() {
+    let c = run(&hs(&claims())).unwrap();
+    assert_eq!(
+        (c.sub.as_str(), c.acr.as_str(), c.jti.as_str()),
+        ("alice", "aal2", "j-1")
+    );
+    assert_eq!(c.amr, vec!["otp"]);
+    assert_eq!(c.kid, "hs");
+    let ed = with(|c| {
+        c.insert("iss".into(), json!("https://idp.example"));
+    });
+    let c = run(&eddsa(&json!({"alg": "EdDSA", "kid": "ed"}), &ed)).unwrap();
+    assert_eq!(c.iss.as_deref(), Some("https://idp.example"));
+}
+
+#[test]
+fn bad_signature_and_wrong_key() {
+    let other = b"ffffffffffffffffffffffffffffffff";
+    let t = hs256(&json!({"alg": "HS256", "kid": "hs"}), &claims(), other);
+    assert_eq!(run(&t).unwrap_err(), TokenError::BadSignature);
+    // Payload swapped under a valid header and signature.
+    let good = hs(&claims());
+    let forged_payload = b64(with(|c| {
+        c.insert("acr".into(), json!("aal3"));
+    })
+    .to_string()
+    .as_bytes());
+    let parts: Vec<&str> = good.split('.').collect();
+    let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+    assert_eq!(run(&forged).unwrap_err(), TokenError::BadSignature);
+}
+
+#[test]
+fn unknown_retired_and_future_kid() {
+    let t = hs256(&json!({"alg": "HS256", "kid": "nope"}), &claims(), SECRET);
+    assert_eq!(run(&t).unwrap_err(), TokenError::UnknownKid("nope".into()));
+    let t = hs256(&json!({"alg": "HS256", "kid": "old"}), &claims(), SECRET);
+    assert_eq!(run(&t).unwrap_err(), TokenError::KeyRetired("old".into()));
+    let t = hs256(&json!({"alg": "HS256", "kid": "later"}), &claims(), SECRET);
+    assert_eq!(
+        run(&t).unwrap_err(),
+        TokenError::KeyNotYetValid("later".into())
+    );
+    let t = hs256(&json!({"alg": "HS256"}), &claims(), SECRET);
+    assert_eq!(run(&t).unwrap_err(), TokenError::MissingKid);
+}
+
+#[test]
+fn alg_none_and_confusion() {
+    let payload = b64(claims().to_string().as_bytes());
+    for header in [
+        json!({"alg": "none", "kid": "hs"}),
+        json!({"alg": "None", "kid": "hs"}),
+    ] {
+        let t = format!("{}.{payload}.", b64(header.to_string().as_bytes()));
+        assert!(
+            matches!(run(&t).unwrap_err(), TokenError::UnsupportedAlg(_)),
+            "{header}"
+        );
+    }
+    // HS256 signed with the Ed25519 public key as secret: the classic confusion.
+    let ed_pub = ed25519_dalek::SigningKey::from_bytes(&ED_SEED).verifying_key();
+    let t = hs256(
+        &json!({"alg": "HS256", "kid": "ed"}),
+        &claims(),
+        ed_pub.as_bytes(),
+    );
+    assert!(matches!(
+        run(&t).unwrap_err(),
+        TokenError::AlgMismatch { .. }
+    ));
+    let t = eddsa(&json!({"alg": "EdDSA", "kid": "hs"}), &claims());
+    assert!(matches!(
+        run(&t).unwrap_err(),
+        TokenError::AlgMismatch { .. }
+    ));
+    let t = hs256(&json!({"alg": "RS256", "kid": "hs"}), &claims(), SECRET);
+    assert!(matches!(
+        run(&t).unwrap_err(),
+        TokenError::UnsupportedAlg(_)
+    ));
+}
+
+#[test]
+fn time_rules() {
+    let cases: Vec<(Value, TokenError)> = vec![
+        (
+            with(|c| {
+                c.insert("iat".into(), json!(NOW - 400));
+                c.insert("exp".into(), json!(NOW - 31));
+                c.insert("auth_time".into(), json!(NOW - 400));
+            }),
+            TokenError::Expired,
+        ),
+        (
+            with(|c| {
+                c.insert("nbf".into(), json!(NOW + 31));
+            }),
+            TokenError::NotYetValid,
+        ),
+        (
+            with(|c| {
+                c.insert("iat".into(), json!(NOW - 10));
+                c.insert("exp".into(), json!(NOW + 891));
+            }),
+            TokenError::LifetimeTooLong {
+                lifetime: 901,
+                max: 900,
+            },
+        ),
+        (
+            with(|c| {
+                c.insert("iat".into(), json!(NOW + 31));
+                c.insert("exp".into(), json!(NOW + 300));
+                c.insert("auth_time".into(), json!(NOW));
+            }),
+            TokenError::IssuedInFuture,
+        ),
+        (
+            with(|c| {
+                c.insert("auth_time".into(), json!(NOW + 31));
+                c.insert("iat".into(), json!(NOW + 20));
+            }),
+            TokenError::AuthTimeInFuture,
+        ),
+        (
+            with(|c| {
+                c.insert("exp".into(), json!(NOW - 10));
+            }),
+            TokenError::InvalidClaim("exp", "is not later than iat"),
+        ),
+    ];
+    for (payload, want) in cases {
+        assert_eq!(run(&hs(&payload)).unwrap_err(), want, "{payload}");
+    }
+}
+
+#[test]
+fn leeway_forgives_small_skew() {
+    let ok = with(|c| {
+        c.insert("iat".into(), json!(NOW + 25));
+        c.insert("auth_time".into(), json!(NOW + 25));
+        c.insert("exp".into(), json!(NOW + 300));
+        c.insert("nbf".into(), json!(NOW + 25));
+    });
+    assert!(run(&hs(&ok)).is_ok());
+    let just_expired = with(|c| {
+        c.insert("exp".into(), json!(NOW - 29));
+        c.insert("iat".into(), json!(NOW - 100));
+    });
+    assert!(run(&hs(&just_expired)).is_ok());
+}
+
+#[test]
+fn audience_and_issuer() {
+    let wrong = with(|c| {
+        c.insert("aud".into(), json!("other"));
+    });
+    assert_eq!(run(&hs(&wrong)).unwrap_err(), TokenError::WrongAudience);
+    let list = with(|c| {
+        c.insert("aud".into(), json!(["x", "bank"]));
+    });
+    assert!(run(&hs(&list)).is_ok());
+    let list = with(|c| {
+        c.insert("aud".into(), json!(["x", "y"]));
+    });
+    assert_eq!(run(&hs(&list)).unwrap_err(), TokenError::WrongAudience);
+    let ed_no_iss = eddsa(&json!({"alg": "EdDSA", "kid": "ed"}), &claims());
+    assert_eq!(run(&ed_no_iss).unwrap_err(), TokenError::WrongIssuer);
+    let bad_iss = with(|c| {
+        c.insert("iss".into(), json!("https://evil.example"));
+    });
+    let t = eddsa(&json!({"alg": "EdDSA", "kid": "ed"}), &bad_iss);
+    assert_eq!(run(&t).unwrap_err(), TokenError::WrongIssuer);
+}
+
+#[test]
+fn each_required_claim_missing() {
+    for name in ["sub", "aud", "iat", "exp", "auth_time", "acr", "jti"] {
+        let payload = with(|c| {
+            c.remove(name);
+        });
+        assert_eq!(
+            run(&hs(&payload)).unwrap_err(),
+            TokenError::MissingClaim(name),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn mistyped_claims() {
+    let cases = [
+        ("sub", json!(42)),
+        ("sub", json!("")),
+        ("iat", json!("yesterday")),
+        ("exp", json!(1e300)),
+        ("auth_time", json!(-5)),
+        ("acr", json!(["aal2"])),
+        ("amr", json!("otp")),
+        ("amr", json!([1])),
+        ("jti", json!({})),
+        ("aud", json!(7)),
+        ("iss", json!(1)),
+        ("chg", json!(["ABC"])),
+        ("chg", json!(5)),
+    ];
+    for (name, value) in cases {
+        let payload = with(|c| {
+            c.insert(name.into(), value.clone());
+        });
+        assert!(
+            matches!(run(&hs(&payload)).unwrap_err(), TokenError::InvalidClaim(n, _) if n == name),
+            "{name} = {value}"
+        );
+    }
+}
+
+#[test]
+fn unknown_acr() {
+    let payload = with(|c| {
+        c.insert("acr".into(), json!("gold"));
+    });
+    assert_eq!(
+        run(&hs(&payload)).unwrap_err(),
+        TokenError::UnknownLevel("gold".into())
+    );
+}
+
+#[test]
+fn chg_single_or_list() {
+    let d = "a".repeat(64);
+    let one = with(|c| {
+        c.insert("chg".into(), json!(d));
+    });
+    assert_eq!(run(&hs(&one)).unwrap().chg, vec![d.clone()]);
+    let two = with(|c| {
+        c.insert("chg".into(), json!([d, "b".repeat(64)]));
+    });
+    assert_eq!(run(&hs(&two)).unwrap().chg.len(), 2);
+}
+
+#[test]
+fn malformed_inputs_never_panic() {
+    let good = hs(&claims());
+    let mut inputs = vec![
+        String::new(),
+        ".".into(),
+        "..".into(),
+        "...".into(),
+        "\u{0}\u{1}.\u{ff}.x".into(),
+        good.replace('.', ""),
+        format!("{good}.extra"),
+        "a".repeat(MAX_TOKEN_LEN + 1),
+    ];
+    // Every prefix of a valid token: truncation at every point.
+    inputs.extend((0..good.len()).map(|i| good[..i].to_string()));
+    for t in inputs {
+        assert!(run(&t).is_err(), "{t:?}");
+    }
+}
