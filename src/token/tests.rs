@@ -251,6 +251,14 @@ fn time_rules() {
 }
 
 #[test]
+fn auth_time_after_issue_is_refused() {
+    let late = with(|c| {
+        c.insert("auth_time".into(), json!(NOW - 10 + 31));
+    });
+    assert_eq!(run(&hs(&late)).unwrap_err(), TokenError::AuthTimeAfterIssue);
+}
+
+#[test]
 fn leeway_forgives_small_skew() {
     let ok = with(|c| {
         c.insert("iat".into(), json!(NOW + 25));
@@ -262,6 +270,7 @@ fn leeway_forgives_small_skew() {
     let just_expired = with(|c| {
         c.insert("exp".into(), json!(NOW - 29));
         c.insert("iat".into(), json!(NOW - 100));
+        c.insert("auth_time".into(), json!(NOW - 100));
     });
     assert!(run(&hs(&just_expired)).is_ok());
 }
