@@ -29,16 +29,12 @@ fn present_scoped(assertion: Option<&str>, scope: Option<&str>) -> JsonB {
     };
     match verify_and_hold(assertion, scope) {
         Ok(claims) => JsonB(claims),
-        Err(rejection) => raise(rejection),
+        Err(e) => raise(rejection(e)),
     }
 }
 
-fn verify_and_hold(assertion: Option<&str>, scope: Scope) -> Result<Value, Rejection> {
-    let Some(assertion) = assertion else {
-        let mut r = invalid("assertion is NULL".into());
-        r.hint = Some("Pass the compact JWS the identity provider returned after step-up.".into());
-        return Err(r);
-    };
+fn verify_and_hold(assertion: Option<&str>, scope: Scope) -> Result<Value, TokenError> {
+    let assertion = assertion.ok_or(TokenError::Missing)?;
     let snapshot = catalog::snapshot();
     let audience = settings::audience();
     let rules = Rules {
@@ -52,37 +48,29 @@ fn verify_and_hold(assertion: Option<&str>, scope: Scope) -> Result<Value, Rejec
         |kid| snapshot.keys.get(kid),
         |acr| snapshot.levels.contains_key(acr),
         &rules,
-    )
-    .map_err(|e| rejection(&e))?;
+    )?;
     let returned = Value::Object(claims.raw.clone());
     held::set(Some(Held { claims, scope }));
     Ok(returned)
 }
 
-fn rejection(e: &TokenError) -> Rejection {
-    let mut r = invalid(e.to_string());
-    r.hint = Some(
-        match e {
-            TokenError::UnknownKid(_) | TokenError::KeyRetired(_) | TokenError::KeyNotYetValid(_) => {
-                "The signing key is not active here: check stepup.key_info, or register it with stepup.add_key."
-            }
-            TokenError::WrongAudience => {
-                "Mint the assertion with aud equal to stepup.audience (by default the database name)."
-            }
-            TokenError::UnknownLevel(_) => "Define the level with stepup.define_level, or mint a known acr.",
-            _ => "Have the user step up again and present the new assertion.",
+fn rejection(e: TokenError) -> Rejection {
+    let hint = match e {
+        TokenError::Missing => "Pass the compact JWS the identity provider returned after step-up.",
+        TokenError::UnknownKid(_) | TokenError::KeyRetired(_) | TokenError::KeyNotYetValid(_) => {
+            "The signing key is not active here: check stepup.key_info, or register it with stepup.add_key."
         }
-        .into(),
-    );
-    r
-}
-
-fn invalid(reason: String) -> Rejection {
+        TokenError::WrongAudience => {
+            "Mint the assertion with aud equal to stepup.audience (by default the database name)."
+        }
+        TokenError::UnknownLevel(_) => "Define the level with stepup.define_level, or mint a known acr.",
+        _ => "Have the user step up again and present the new assertion.",
+    };
     Rejection {
         code: Code::InvalidAssertion,
         message: "invalid step-up assertion".into(),
-        detail: reason,
-        hint: None,
+        detail: e.to_string(),
+        hint: Some(hint.into()),
         log: LogFields {
             operation: "present".into(),
             ..LogFields::default()

@@ -5,6 +5,8 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
+    /// NULL was presented.
+    Missing,
     /// Longer than [`super::MAX_TOKEN_LEN`]; refused before any decoding.
     TooLarge(usize),
     /// Not three dot-separated segments, bad base64url, not a JSON object...
@@ -44,6 +46,7 @@ impl fmt::Display for TokenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use TokenError::*;
         match self {
+            Missing => write!(f, "assertion is NULL"),
             TooLarge(n) => write!(
                 f,
                 "assertion is {n} bytes, more than the {} allowed",

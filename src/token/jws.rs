@@ -52,7 +52,7 @@ pub fn split(token: &str) -> Result<Envelope<'_>, TokenError> {
     Ok(Envelope {
         alg,
         kid,
-        signing_input: token[..h.len() + 1 + p.len()].as_bytes(),
+        signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
         signature: b64(s, "signature")?,
         payload: b64(p, "payload")?,
     })
