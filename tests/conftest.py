@@ -83,10 +83,12 @@ class Connections:
         self.opened = []
 
     def open(self, user, autocommit=True, load=True, notices=None, **extra):
+        """`notices`: a list to collect (sqlstate, message) of notices in."""
         conn = psycopg.connect(conninfo(self.dbname, user=user, **extra), autocommit=autocommit)
         self.opened.append(conn)
         if notices is not None:
-            conn.add_notice_handler(notices.append)
+            # A Diagnostic is only readable inside the handler.
+            conn.add_notice_handler(lambda d: notices.append((d.sqlstate, d.message_primary)))
         if load:
             # Loads the library in this backend, so its settings exist.
             conn.execute("SELECT stepup.current()")
