@@ -111,6 +111,13 @@ def test_unknown_kid(reject, hs):
     reject(token, 'unknown kid "no-such-kid"')
 
 
+def test_hostile_kid_is_clipped_in_detail(reject, hs):
+    kid = "evil\nkid\r" + "x" * 5000
+    detail = reject(Signer(kid, "HS256", hs.signing_key, b"", hs.aud).token(), 'unknown kid "evil?kid?x').diag.message_detail
+    assert "\n" not in detail and "\r" not in detail
+    assert len(detail) < 120, detail
+
+
 def test_missing_kid(reject, hs):
     reject(hs256_jws(hs.signing_key, {"alg": "HS256", "typ": "JWT"}, hs.payload()), 'header has no "kid"')
 
@@ -203,6 +210,14 @@ SIGNED_GARBAGE = {
 @pytest.mark.parametrize("payload,detail", SIGNED_GARBAGE.values(), ids=SIGNED_GARBAGE.keys())
 def test_correctly_signed_garbage_payload(reject, hs, payload, detail):
     reject(hs256_jws(hs.signing_key, {"alg": "HS256", "kid": hs.kid}, payload), detail)
+
+
+@pytest.mark.parametrize("claim", ["sub", "note"])
+def test_claim_with_nul_character(reject, hs, claim):
+    # Valid JSON and correctly signed, but jsonb cannot hold \u0000: still an
+    # invalid assertion (SU002), like any other payload the database cannot use.
+    payload = {**hs.payload(), claim: "a\u0000b"}
+    reject(hs256_jws(hs.signing_key, {"alg": "HS256", "kid": hs.kid}, payload), "")
 
 
 def test_null_assertion(app):
@@ -351,6 +366,17 @@ def test_held_assertion_past_exp_no_longer_satisfies(su, hs):
                    "the held assertion has expired")
 
 
+def test_held_acr_removed_from_levels_fails_closed(app, su, hs):
+    level = unique("lvl")
+    su.execute("SELECT stepup.define_level(%s, 2)", [level])
+    present(app, hs.token(acr=level), "session")
+    assert satisfied(app, "aal1", "5 minutes") is True
+    su.execute("DELETE FROM stepup.levels WHERE name = %s", [level])
+    assert satisfied(app, "aal1", "5 minutes") is False
+    expect_step_up(app, "stepup.require('aal1', '5 minutes')", CHALLENGE.format(level="aal1", max_age=300),
+                   f'held acr "{level}" ranks below the level required')
+
+
 # --- satisfied / require ------------------------------------------------------
 
 @pytest.fixture
@@ -397,7 +423,7 @@ def test_too_old(app, holding):
 
 
 @pytest.mark.parametrize("methods,expected", [
-    ("{hwk,fpt}", False), ("{otp}", True), ("{hwk,otp}", True), ("{}", True),
+    ("{hwk,fpt}", False), ("{otp}", True), ("{hwk,otp}", True),
 ])
 def test_satisfied_methods(app, holding, methods, expected):
     holding(amr=["otp"])

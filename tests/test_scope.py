@@ -2,6 +2,7 @@
 session scope, clear(), DISCARD ALL, replacement."""
 import psycopg
 import pytest
+from psycopg import sql
 
 from conftest import current, current_jti, expect_error, jws_payload, present, satisfied, unique
 
@@ -151,6 +152,21 @@ def test_failed_present_in_savepoint_keeps_earlier_assertion(app, hs):
         assert caught.value.sqlstate == "SU002"
         app.execute("ROLLBACK TO SAVEPOINT s")
         assert_holds(app, before)
+
+
+@pytest.mark.parametrize("fail,expect_inner", [(True, False), (False, True)])
+def test_plpgsql_exception_block(app, hs, fail, expect_inner):
+    # An EXCEPTION block is a subtransaction: an error in it undoes its present().
+    before, inner = hs.token(), hs.token()
+    block = sql.SQL("""DO $do$ BEGIN
+        PERFORM stepup.present({inner});
+        IF {fail} THEN RAISE EXCEPTION 'boom'; END IF;
+    EXCEPTION WHEN raise_exception THEN NULL;
+    END $do$""").format(inner=sql.Literal(inner), fail=sql.Literal(fail))
+    with app.transaction():
+        present(app, before)
+        app.execute(block)
+        assert_holds(app, inner if expect_inner else before)
 
 
 def test_clear_in_rolled_back_savepoint_is_undone(app, hs):
