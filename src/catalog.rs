@@ -6,16 +6,17 @@
 //! registered in `_PG_init` forgets the snapshot. Verification therefore
 //! needs no SPI on the hot path.
 //!
-//! Application roles cannot read `stepup.keys`; loading runs as the
-//! extension's owner under SECURITY_RESTRICTED_OPERATION, with queries that
-//! call no function or operator, so search_path cannot redirect them.
+//! Application roles cannot read `stepup.keys`; loading is a direct heap
+//! scan, which checks no privilege and runs no SQL (see [`scan_latest`]).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use std::num::NonZeroUsize;
+
 use pgrx::prelude::*;
-use pgrx::spi::SpiTupleTable;
+use pgrx::PgTupleDesc;
 
 use crate::token::{RegisteredKey, VerifyingKey};
 
@@ -31,15 +32,24 @@ thread_local! {
     static CACHE: RefCell<Option<Rc<Snapshot>>> = const { RefCell::new(None) };
     /// OIDs of stepup.keys and stepup.levels when the cache was filled.
     static WATCHED: Cell<[pg_sys::Oid; 2]> = const { Cell::new([pg_sys::InvalidOid; 2]) };
+    /// Bumped by every relevant invalidation, so a load that overlapped one
+    /// is used once and not kept.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The current snapshot, loading it if needed.
 pub fn snapshot() -> Rc<Snapshot> {
+    // A key retired by another session counts from its commit, even in the
+    // middle of this session's transaction.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
     if let Some(s) = CACHE.with(|c| c.borrow().clone()) {
         return s;
     }
+    let generation = GENERATION.with(Cell::get);
     let s = Rc::new(load());
-    CACHE.with(|c| *c.borrow_mut() = Some(s.clone()));
+    if GENERATION.with(Cell::get) == generation {
+        CACHE.with(|c| *c.borrow_mut() = Some(s.clone()));
+    }
     s
 }
 
@@ -59,6 +69,7 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
     let watched = WATCHED.with(Cell::get);
     if relid == pg_sys::InvalidOid || watched.contains(&relid) {
         CACHE.with(|c| c.borrow_mut().take());
+        GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
     }
 }
 
@@ -84,70 +95,94 @@ fn relid(name: &std::ffi::CStr) -> pg_sys::Oid {
 }
 
 fn load() -> Snapshot {
-    WATCHED.with(|w| w.set([relid(c"keys"), relid(c"levels")]));
-    let owner = Spi::get_one::<pg_sys::Oid>(
-        "SELECT extowner FROM pg_catalog.pg_extension \
-         WHERE extname OPERATOR(pg_catalog.=) 'pg_stepup'",
-    )
-    .ok()
-    .flatten();
-    let Some(owner) = owner else {
-        // Not installed in this database: nothing verifies.
-        return Snapshot {
-            keys: HashMap::new(),
-            levels: HashMap::new(),
-        };
-    };
-    let _as_owner = AsOwner::switch(owner);
-    Spi::connect(|client| {
-        let keys = client
-            .select(
-                "SELECT kid, alg, key, issuer, not_before, not_after FROM stepup.keys",
-                None,
-                &[],
-            )
-            .map(read_keys)
-            .unwrap_or_default();
-        let levels = client
-            .select("SELECT name, rank FROM stepup.levels", None, &[])
-            .map(|rows| {
-                rows.filter_map(|r| Some((r.get::<String>(1).ok()??, r.get::<i32>(2).ok()??)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Snapshot { keys, levels }
-    })
+    let [keys_oid, levels_oid] = [relid(c"keys"), relid(c"levels")];
+    WATCHED.with(|w| w.set([keys_oid, levels_oid]));
+    let mut keys = HashMap::new();
+    let mut levels = HashMap::new();
+    scan_latest(keys_oid, |row| {
+        if let Some(k) = read_key(row) {
+            keys.insert(k.kid.clone(), k);
+        }
+    });
+    scan_latest(levels_oid, |row| {
+        if let (Ok(Some(name)), Ok(Some(rank))) = (
+            row.get_by_index::<String>(ATT1),
+            row.get_by_index::<i32>(ATT2),
+        ) {
+            levels.insert(name, rank);
+        }
+    });
+    Snapshot { keys, levels }
 }
 
-fn read_keys(rows: SpiTupleTable) -> HashMap<String, RegisteredKey> {
-    let mut keys = HashMap::new();
-    for r in rows {
-        let (Ok(Some(kid)), Ok(Some(alg)), Ok(Some(material))) =
-            (r.get::<String>(1), r.get::<String>(2), r.get::<Vec<u8>>(3))
-        else {
-            continue;
-        };
-        // A row that add_key would have refused (written by hand) verifies
-        // nothing: its kid then reads as unknown.
-        let Ok(key) = VerifyingKey::from_names(&alg, &material) else {
-            continue;
-        };
-        let issuer = r.get::<String>(4).ok().flatten();
-        let not_before_us =
-            timestamp_us(r.get::<TimestampWithTimeZone>(5).ok().flatten()).unwrap_or(i64::MIN);
-        let not_after_us = timestamp_us(r.get::<TimestampWithTimeZone>(6).ok().flatten());
-        keys.insert(
-            kid.clone(),
-            RegisteredKey {
-                kid,
-                key,
-                issuer,
-                not_before_us,
-                not_after_us,
-            },
-        );
+const ATT1: NonZeroUsize = NonZeroUsize::MIN;
+const ATT2: NonZeroUsize = ATT1.saturating_add(1);
+const ATT3: NonZeroUsize = ATT1.saturating_add(2);
+const ATT4: NonZeroUsize = ATT1.saturating_add(3);
+const ATT5: NonZeroUsize = ATT1.saturating_add(4);
+const ATT6: NonZeroUsize = ATT1.saturating_add(5);
+
+/// Reads every row of `relid` under the latest committed snapshot, not this
+/// transaction's: under REPEATABLE READ the latter could bring back a key
+/// retired since. A direct heap scan also needs no privilege on the table
+/// and runs no SQL, so neither the caller's role nor its search_path matter.
+fn scan_latest(relid: pg_sys::Oid, mut each: impl FnMut(&PgHeapTuple<'_, AllocatedByPostgres>)) {
+    if relid == pg_sys::InvalidOid {
+        return;
     }
-    keys
+    unsafe {
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let rel = pg_sys::table_open(relid, lock);
+        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        let scan = pg_sys::systable_beginscan(
+            rel,
+            pg_sys::InvalidOid,
+            false,
+            snapshot,
+            0,
+            std::ptr::null_mut(),
+        );
+        loop {
+            let tuple = pg_sys::systable_getnext(scan);
+            if tuple.is_null() {
+                break;
+            }
+            let row =
+                PgHeapTuple::from_heap_tuple(PgTupleDesc::from_pg_unchecked((*rel).rd_att), tuple);
+            each(&row);
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::UnregisterSnapshot(snapshot);
+        pg_sys::table_close(rel, lock);
+    }
+}
+
+fn read_key(row: &PgHeapTuple<'_, AllocatedByPostgres>) -> Option<RegisteredKey> {
+    let kid = row.get_by_index::<String>(ATT1).ok()??;
+    let alg = row.get_by_index::<String>(ATT2).ok()??;
+    let material = row.get_by_index::<&[u8]>(ATT3).ok()??;
+    // A row that add_key would have refused (written by hand) verifies
+    // nothing: its kid then reads as unknown.
+    let key = VerifyingKey::from_names(&alg, material).ok()?;
+    let issuer = row.get_by_index::<String>(ATT4).ok().flatten();
+    let not_before_us = timestamp_us(
+        row.get_by_index::<TimestampWithTimeZone>(ATT5)
+            .ok()
+            .flatten(),
+    )
+    .unwrap_or(i64::MIN);
+    let not_after_us = timestamp_us(
+        row.get_by_index::<TimestampWithTimeZone>(ATT6)
+            .ok()
+            .flatten(),
+    );
+    Some(RegisteredKey {
+        kid,
+        key,
+        issuer,
+        not_before_us,
+        not_after_us,
+    })
 }
 
 /// A timestamptz as Unix microseconds; infinities saturate.
@@ -163,33 +198,4 @@ fn timestamp_us(t: Option<TimestampWithTimeZone>) -> Option<i64> {
 /// The wall clock as Unix microseconds (not the transaction start).
 pub fn now_us() -> i64 {
     unsafe { pg_sys::GetCurrentTimestamp() }.saturating_add(PG_EPOCH_OFFSET_US)
-}
-
-/// Runs as `owner` until dropped, also when an error unwinds through it.
-struct AsOwner {
-    user: pg_sys::Oid,
-    context: i32,
-}
-
-impl AsOwner {
-    fn switch(owner: pg_sys::Oid) -> AsOwner {
-        let mut user = pg_sys::InvalidOid;
-        let mut context = 0;
-        unsafe {
-            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-            pg_sys::SetUserIdAndSecContext(
-                owner,
-                context
-                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-            );
-        }
-        AsOwner { user, context }
-    }
-}
-
-impl Drop for AsOwner {
-    fn drop(&mut self) {
-        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
-    }
 }

@@ -4,7 +4,7 @@
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
-use crate::raise::{raise, Code, LogFields, Rejection};
+use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
 use crate::requirement::{Requirement, Unmet};
 use crate::{catalog, held, settings};
 
@@ -107,18 +107,17 @@ pub fn evaluate(req: &Requirement) -> Result<(), Unmet> {
 /// Validates level and max_age; errors name what to fix.
 fn arguments(level: Option<&str>, max_age: Option<Interval>) -> (String, i32, i64) {
     let (Some(level), Some(max_age)) = (level, max_age) else {
-        ereport!(
-            ERROR,
+        bad_argument(
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "level and max_age must not be NULL"
+            "level and max_age must not be NULL".into(),
+            "Pass a level such as 'aal2' and an interval such as '5 minutes'.",
         );
     };
     let Some(rank) = catalog::level_rank(level) else {
-        ereport!(
-            ERROR,
+        bad_argument(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             format!("unknown step-up level \"{level}\""),
-            "Levels are listed in stepup.levels; add one with stepup.define_level(name, rank)."
+            "Levels are listed in stepup.levels; add one with stepup.define_level(name, rank).",
         );
     };
     (level.to_string(), rank, interval_us(max_age))
@@ -132,6 +131,23 @@ pub fn interval_us(i: Interval) -> i64 {
         .saturating_add(i.micros())
 }
 
+/// NULL means any method; a list must name at least one, so that `'{}'`
+/// cannot quietly mean "anything goes".
 fn method_list(methods: Option<Vec<Option<String>>>) -> Vec<String> {
-    methods.unwrap_or_default().into_iter().flatten().collect()
+    let Some(methods) = methods else {
+        return Vec::new();
+    };
+    let list: Vec<String> = methods
+        .into_iter()
+        .flatten()
+        .filter(|m| !m.is_empty())
+        .collect();
+    if list.is_empty() {
+        bad_argument(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "methods must name at least one authentication method".into(),
+            "Pass amr values such as '{hwk,fpt}', or NULL to accept any method.",
+        );
+    }
+    list
 }

@@ -5,19 +5,27 @@
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
+use crate::raise::bad_argument;
 use crate::token::VerifyingKey;
 
 /// Registers a verification key. HS256 keys are shared secrets of at least
 /// 32 bytes; EdDSA keys are the 32-byte Ed25519 public key.
 #[pg_extern(volatile, parallel_unsafe)]
 fn add_key(
-    kid: &str,
-    key: &[u8],
-    alg: default!(&str, "'HS256'"),
+    kid: Option<&str>,
+    key: Option<&[u8]>,
+    alg: default!(Option<&str>, "'HS256'"),
     issuer: default!(Option<&str>, "NULL"),
     not_before: default!(Option<TimestampWithTimeZone>, "now()"),
     not_after: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) {
+    let (Some(kid), Some(key), Some(alg)) = (kid, key, alg) else {
+        bad_argument(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "kid, key and alg must not be NULL".into(),
+            "Pass the key id, the key bytes and 'HS256' or 'EdDSA'.",
+        );
+    };
     if kid.is_empty() || kid.len() > 256 {
         ereport!(
             ERROR,
@@ -49,13 +57,21 @@ fn add_key(
         not_before.into(),
         not_after.into(),
     ];
-    let inserted = Spi::get_one_with_args::<String>(
-        "INSERT INTO stepup.keys (kid, alg, key, issuer, not_before, not_after) \
-         VALUES ($1, $2, $3, $4, coalesce($5, pg_catalog.now()), $6) \
-         ON CONFLICT (kid) DO NOTHING RETURNING kid",
-        &args,
-    );
-    if !matches!(inserted, Ok(Some(_))) {
+    // No row limit: a limited INSERT ... RETURNING stops before the end of
+    // the statement, and the statement trigger that tells every backend to
+    // reload its key cache would never fire.
+    let inserted = Spi::connect_mut(|client| {
+        client
+            .update(
+                "INSERT INTO stepup.keys (kid, alg, key, issuer, not_before, not_after) \
+                 VALUES ($1, $2, $3, $4, coalesce($5, pg_catalog.now()), $6) \
+                 ON CONFLICT (kid) DO NOTHING RETURNING kid",
+                None,
+                &args,
+            )
+            .map(|rows| rows.len())
+    });
+    if !matches!(inserted, Ok(1)) {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,

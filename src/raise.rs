@@ -72,6 +72,15 @@ unsafe extern "C-unwind" {
     fn GetUserId() -> u32;
 }
 
+/// A bad argument: a standard SQLSTATE, which pgrx's own error path
+/// carries, with a hint that says what to pass instead.
+pub fn bad_argument(code: pgrx::PgSqlErrorCode, message: String, hint: &str) -> ! {
+    pgrx::pg_sys::panic::ErrorReport::new(code, message, "pg_stepup")
+        .set_hint(hint)
+        .report(pgrx::PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
 /// Writes the LOG line and raises the ERROR. Never returns.
 ///
 /// Call it last, with nothing else alive in the calling frame that owns

@@ -60,7 +60,24 @@ pub fn split(token: &str) -> Result<Envelope<'_>, TokenError> {
 
 /// Decodes the payload once the signature has been checked.
 pub fn claims(payload: &[u8]) -> Result<Map<String, Value>, TokenError> {
-    object(payload, "payload")
+    let map = object(payload, "payload")?;
+    // PostgreSQL text and jsonb cannot hold U+0000; refuse it here rather
+    // than fail later while returning the claims.
+    if map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)) {
+        return Err(malformed(
+            "payload contains U+0000, which PostgreSQL cannot store".into(),
+        ));
+    }
+    Ok(map)
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 fn b64(segment: &str, what: &str) -> Result<Vec<u8>, TokenError> {
@@ -147,6 +164,21 @@ mod tests {
             enc("s")
         );
         assert_eq!(split(&t).unwrap_err(), TokenError::CriticalHeader);
+    }
+
+    #[test]
+    fn nul_anywhere_in_the_payload_is_refused() {
+        for p in [
+            r#"{"sub":"a\u0000b"}"#,
+            r#"{"x":[{"y":"\u0000"}]}"#,
+            r#"{"a\u0000":1}"#,
+        ] {
+            assert!(
+                matches!(claims(p.as_bytes()), Err(TokenError::Malformed(_))),
+                "{p}"
+            );
+        }
+        assert!(claims(br#"{"sub":"a\u0001b"}"#).is_ok());
     }
 
     #[test]
