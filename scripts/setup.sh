@@ -31,9 +31,9 @@ if ! grep -qs "^pg$PG_MAJOR = " "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
     cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
 fi
 
-if ! "$VENV/bin/python" -c 'import psycopg, jwt, pytest, cryptography' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import psycopg, jwt, pytest, cryptography, rfc8785' 2>/dev/null; then
     echo "== setup: Python venv with psycopg, PyJWT, pytest"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check \
-        'psycopg[binary]>=3.1,<4' 'pyjwt[crypto]>=2.8,<3' 'pytest>=8,<9'
+        'psycopg[binary]>=3.1,<4' 'pyjwt[crypto]>=2.8,<3' 'pytest>=8,<9' 'rfc8785>=0.1,<1'
 fi

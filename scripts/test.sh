@@ -12,9 +12,6 @@ start=$(date +%s)
 
 echo "== cargo fmt --check and clippy"
 cargo fmt --all -- --check
-cargo clippy --all-targets --no-default-features --features "pg$PG_MAJOR pg_test" -- -D warnings 2>&1 \
-    | grep -Ev '^\s+(Compiling|Checking)' || true
-# grep hides progress lines; clippy's own status decides.
 cargo clippy --all-targets --no-default-features --features "pg$PG_MAJOR pg_test" -q -- -D warnings
 
 echo "== cargo pgrx test (unit tests and #[pg_test])"

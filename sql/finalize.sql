@@ -87,3 +87,5 @@ COMMENT ON FUNCTION stepup.require(text, interval) IS
     'True, or raises SU001 with an RFC 9470 challenge. For use in row-level security policies.';
 COMMENT ON FUNCTION stepup.require(text, interval, text[]) IS
     'As require(level, max_age), and amr must contain one of methods.';
+COMMENT ON FUNCTION stepup.change_digest(regclass, text, jsonb, jsonb) IS
+    'Change digest for the chg claim: lowercase hex SHA-256 of the RFC 8785 canonical JSON {"table","op","key","changes"}. See README.';

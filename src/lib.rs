@@ -4,6 +4,8 @@
 use pgrx::prelude::*;
 
 mod catalog;
+mod changes;
+mod digest;
 mod gate;
 mod held;
 mod keys;

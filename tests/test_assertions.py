@@ -464,3 +464,16 @@ def test_unknown_level_argument(app, call):
 def test_null_arguments(app, call):
     err = expect_error(app, f"SELECT {call}", None, "22004")
     assert err.diag.message_primary == "level and max_age must not be NULL"
+
+
+@pytest.mark.parametrize("call", [
+    "stepup.satisfied('aal1', '5 minutes', '{}')",
+    "stepup.satisfied('aal1', '5 minutes', '{NULL}')",
+    "stepup.require('aal1', '5 minutes', '{\"\"}')",
+])
+def test_empty_methods_list_is_refused_not_any(app, holding, call):
+    """An explicit list must name a method; only NULL means 'any method'."""
+    holding(amr=["otp"])
+    err = expect_error(app, f"SELECT {call}", None, "22023")
+    assert err.diag.message_primary == "methods must name at least one authentication method"
+    assert satisfied(app, "aal1", "5 minutes", None) is True

@@ -1,0 +1,140 @@
+//! Pure: the change digest of DESIGN section 5, the value an identity
+//! provider puts in `chg` so that an assertion authorises one exact change
+//! (PSD2-style dynamic linking).
+//!
+//! digest = lowercase hex SHA-256 of the RFC 8785 (JCS) canonical JSON of
+//! `{"table": "<schema>.<name>", "op": "<OP>", "key": {...}, "changes": {...}}`.
+//! JCS sorts members by UTF-16 code units and writes numbers as IEEE-754
+//! doubles in ECMAScript form; serde_jcs does both, so an IdP using any
+//! RFC 8785 library (Python: `rfc8785`) computes the same bytes.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestError {
+    UnknownOp(String),
+    NotAnObject(&'static str),
+    Canonicalization(String),
+}
+
+impl std::fmt::Display for DigestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DigestError::UnknownOp(op) => write!(f, "op \"{op}\" is not INSERT, UPDATE or DELETE"),
+            DigestError::NotAnObject(what) => write!(f, "{what} must be a JSON object"),
+            DigestError::Canonicalization(e) => write!(f, "cannot canonicalize: {e}"),
+        }
+    }
+}
+
+/// Operations a change digest can name.
+pub const OPS: [&str; 3] = ["INSERT", "UPDATE", "DELETE"];
+
+/// The JCS bytes that are hashed; exposed so tests and docs can show them.
+pub fn canonical_change(
+    table: &str,
+    op: &str,
+    key: &Value,
+    changes: &Value,
+) -> Result<Vec<u8>, DigestError> {
+    let op = op.to_ascii_uppercase();
+    if !OPS.contains(&op.as_str()) {
+        return Err(DigestError::UnknownOp(op));
+    }
+    if !key.is_object() {
+        return Err(DigestError::NotAnObject("key"));
+    }
+    if !changes.is_object() {
+        return Err(DigestError::NotAnObject("changes"));
+    }
+    let doc = json!({"table": table, "op": op, "key": key, "changes": changes});
+    serde_jcs::to_vec(&doc).map_err(|e| DigestError::Canonicalization(e.to_string()))
+}
+
+/// Lowercase hex SHA-256 of [`canonical_change`].
+pub fn change_digest(
+    table: &str,
+    op: &str,
+    key: &Value,
+    changes: &Value,
+) -> Result<String, DigestError> {
+    let bytes = canonical_change(table, op, key, changes)?;
+    Ok(hex::encode(Sha256::digest(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_form_is_sorted_and_compact() {
+        let bytes = canonical_change(
+            "public.payouts",
+            "update",
+            &json!({"id": 7}),
+            &json!({"iban": "DE89 3704", "amount": 10000.50, "note": null}),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"changes":{"amount":10000.5,"iban":"DE89 3704","note":null},"key":{"id":7},"op":"UPDATE","table":"public.payouts"}"#
+        );
+    }
+
+    #[test]
+    fn rfc8785_number_and_string_forms() {
+        // Numbers as ECMAScript renders doubles; non-ASCII kept as UTF-8,
+        // control characters escaped.
+        let bytes = canonical_change(
+            "s.t",
+            "INSERT",
+            &json!({"k": 1}),
+            &json!({"a": 1e21, "b": 0.000001, "c": 1e-7, "d": -0.0, "e": "é\u{1}\u{2028}", "f": 100}),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "{\"changes\":{\"a\":1e+21,\"b\":0.000001,\"c\":1e-7,\"d\":0,\"e\":\"é\\u0001\u{2028}\",\"f\":100},\"key\":{\"k\":1},\"op\":\"INSERT\",\"table\":\"s.t\"}"
+        );
+    }
+
+    #[test]
+    fn digest_is_lowercase_sha256_hex_and_input_sensitive() {
+        let d = change_digest("public.t", "DELETE", &json!({"id": 1}), &json!({})).unwrap();
+        assert_eq!(d.len(), 64);
+        assert!(d.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        let other = change_digest("public.t", "DELETE", &json!({"id": 2}), &json!({})).unwrap();
+        assert_ne!(d, other);
+        // Member order in the input does not matter.
+        let a = change_digest(
+            "public.t",
+            "UPDATE",
+            &json!({"a": 1, "b": 2}),
+            &json!({"x": [1, {"z": 1, "y": 2}]}),
+        );
+        let b = change_digest(
+            "public.t",
+            "UPDATE",
+            &json!({"b": 2, "a": 1}),
+            &json!({"x": [1, {"y": 2, "z": 1}]}),
+        );
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bad_inputs() {
+        assert_eq!(
+            change_digest("t", "MERGE", &json!({}), &json!({})),
+            Err(DigestError::UnknownOp("MERGE".into()))
+        );
+        assert_eq!(
+            change_digest("t", "UPDATE", &json!([1]), &json!({})),
+            Err(DigestError::NotAnObject("key"))
+        );
+        assert_eq!(
+            change_digest("t", "UPDATE", &json!({}), &json!("x")),
+            Err(DigestError::NotAnObject("changes"))
+        );
+    }
+}
