@@ -14,7 +14,8 @@ start)
     $SUDO mkdir -p "$dir/sock"
     $SUDO chown -R postgres:postgres "$dir"
     $SUDO chmod 755 "$dir" "$dir/sock"
-    as_postgres "$PG_BIN/initdb" -D "$dir/data" --auth=trust -U postgres --no-sync >/dev/null
+    as_postgres "$PG_BIN/initdb" -D "$dir/data" --auth=trust -U postgres --no-sync \
+        -E UTF8 --locale=C.UTF-8 >/dev/null
     {
         echo "listen_addresses = '127.0.0.1'"
         echo "port = $port"
@@ -28,7 +29,8 @@ start)
     as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
     ;;
 stop)
-    if [ -f "$dir/data/postmaster.pid" ]; then
+    # The data directory is postgres-only (0700): look inside as postgres.
+    if as_postgres test -f "$dir/data/postmaster.pid"; then
         as_postgres "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
     fi
     ;;

@@ -15,13 +15,11 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --no-default-features --features "pg$PG_MAJOR pg_test" -q -- -D warnings
 
 echo "== cargo pgrx test (unit tests and #[pg_test])"
-if [ "$(id -u)" -eq 0 ]; then
-    pgdata=/tmp/stepup-pgrx-test
-    [ -d "$pgdata" ] && chown -R postgres:postgres "$pgdata"
-    cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata "$pgdata"
-else
-    cargo pgrx test "pg$PG_MAJOR"
-fi
+# As postgres in both cases: initdb refuses root, and with --runas pgrx
+# installs into the system PostgreSQL with sudo when not root.
+pgdata=/tmp/stepup-pgrx-test
+$SUDO rm -rf "$pgdata"
+cargo pgrx test "pg$PG_MAJOR" --runas postgres --pgdata "$pgdata"
 
 echo "== integration tests (pytest against a throwaway cluster)"
 "$ROOT/scripts/install.sh"

@@ -1,5 +1,18 @@
 -- pg_stepup catalog: keys and levels. Runs before any function is created.
 
+-- CREATE EXTENSION reuses an existing "stepup" schema. One created earlier by
+-- another role would let that role plant objects beside ours: refuse it.
+DO $$
+BEGIN
+    IF (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) 'stepup')
+       OPERATOR(pg_catalog.<>) (SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) current_user) THEN
+        RAISE EXCEPTION 'schema "stepup" already exists and is owned by another role'
+            USING ERRCODE = 'duplicate_schema',
+                  HINT = 'Drop it (or have its owner drop it), then run CREATE EXTENSION pg_stepup again.';
+    END IF;
+END
+$$;
+
 -- Verification keys. Readable by no role but the extension's owner: HS256
 -- keys are shared secrets. Key ids are never reused (see add_key).
 CREATE TABLE stepup.keys (
@@ -13,6 +26,10 @@ CREATE TABLE stepup.keys (
     CHECK (not_after IS NULL OR not_after > not_before)
 );
 REVOKE ALL ON stepup.keys FROM PUBLIC;
+-- Row-level security with no policy: roles that bypass table privileges
+-- (pg_read_all_data, pg_write_all_data) still see and write no rows. The
+-- extension reads the table directly and is not affected.
+ALTER TABLE stepup.keys ENABLE ROW LEVEL SECURITY;
 
 -- Assurance levels, ranked: an assertion satisfies every level ranked at or
 -- below its acr.
@@ -23,3 +40,5 @@ CREATE TABLE stepup.levels (
 INSERT INTO stepup.levels (name, rank) VALUES ('aal1', 1), ('aal2', 2), ('aal3', 3);
 REVOKE ALL ON stepup.levels FROM PUBLIC;
 GRANT SELECT ON stepup.levels TO PUBLIC;
+ALTER TABLE stepup.levels ENABLE ROW LEVEL SECURITY;
+CREATE POLICY levels_readable ON stepup.levels FOR SELECT USING (true);

@@ -7,6 +7,10 @@ CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON step
     FOR EACH STATEMENT EXECUTE FUNCTION stepup.catalog_changed();
 CREATE TRIGGER levels_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stepup.levels
     FOR EACH STATEMENT EXECUTE FUNCTION stepup.catalog_changed();
+-- Also under session_replication_role = replica (logical replication apply,
+-- pg_restore --disable-triggers): a missed invalidation would keep a retired key.
+ALTER TABLE stepup.keys ENABLE ALWAYS TRIGGER keys_changed;
+ALTER TABLE stepup.levels ENABLE ALWAYS TRIGGER levels_changed;
 
 CREATE FUNCTION stepup.retire_key(kid text, at timestamptz DEFAULT now())
 RETURNS void

@@ -47,7 +47,10 @@ pub fn snapshot() -> Rc<Snapshot> {
     }
     let generation = GENERATION.with(Cell::get);
     let s = Rc::new(load());
-    if GENERATION.with(Cell::get) == generation {
+    // A load in parallel mode used the transaction's snapshot (see
+    // scan_latest): good for this call, not for keeping.
+    let parallel = unsafe { pg_sys::IsInParallelMode() };
+    if GENERATION.with(Cell::get) == generation && !parallel {
         CACHE.with(|c| *c.borrow_mut() = Some(s.clone()));
     }
     s
@@ -84,13 +87,22 @@ fn catalog_changed<'a>(
     Ok(None)
 }
 
+/// `stepup.<name>`, but only if that relation belongs to this extension:
+/// a look-alike table in a squatted or renamed schema is never read.
 fn relid(name: &std::ffi::CStr) -> pg_sys::Oid {
     unsafe {
+        let ext = pg_sys::get_extension_oid(c"pg_stepup".as_ptr(), true);
         let nsp = pg_sys::get_namespace_oid(c"stepup".as_ptr(), true);
-        if nsp == pg_sys::InvalidOid {
+        if ext == pg_sys::InvalidOid || nsp == pg_sys::InvalidOid {
             return pg_sys::InvalidOid;
         }
-        pg_sys::get_relname_relid(name.as_ptr(), nsp)
+        let rel = pg_sys::get_relname_relid(name.as_ptr(), nsp);
+        if rel == pg_sys::InvalidOid
+            || pg_sys::getExtensionOfObject(pg_sys::RelationRelationId, rel) != ext
+        {
+            return pg_sys::InvalidOid;
+        }
+        rel
     }
 }
 
@@ -133,7 +145,14 @@ fn scan_latest(relid: pg_sys::Oid, mut each: impl FnMut(&PgHeapTuple<'_, Allocat
     unsafe {
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
         let rel = pg_sys::table_open(relid, lock);
-        let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot());
+        // GetLatestSnapshot is not allowed in parallel mode; there the
+        // transaction snapshot serves this one call and is not cached.
+        let latest = if pg_sys::IsInParallelMode() {
+            pg_sys::GetTransactionSnapshot()
+        } else {
+            pg_sys::GetLatestSnapshot()
+        };
+        let snapshot = pg_sys::RegisterSnapshot(latest);
         let scan = pg_sys::systable_beginscan(
             rel,
             pg_sys::InvalidOid,

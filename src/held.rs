@@ -84,14 +84,16 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         match event {
-            XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            // A prepared transaction's outcome is decided elsewhere, so what
+            // it changed here is discarded as on abort.
+            XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT | XACT_EVENT_PREPARE => {
                 // The oldest entry holds what was there when the transaction began.
                 if !s.undo.is_empty() {
                     let (_, before) = s.undo.swap_remove(0);
                     s.current = before;
                 }
             }
-            XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {}
+            XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {}
             _ => return,
         }
         s.undo.clear();

@@ -40,7 +40,13 @@ fn add_key(
             format!("cannot register key \"{kid}\": {e}")
         );
     }
-    if let (Some(nb), Some(na)) = (not_before, not_after) {
+    // Checked here, not by the table's CHECK constraint, whose DETAIL would
+    // print the row and with it the key.
+    if let Some(na) = not_after {
+        let nb = not_before.unwrap_or_else(|| unsafe {
+            TimestampWithTimeZone::try_from(pg_sys::GetCurrentTransactionStartTimestamp())
+                .unwrap_or(na)
+        });
         if na <= nb {
             ereport!(
                 ERROR,

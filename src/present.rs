@@ -21,11 +21,16 @@ fn present(assertion: Option<&str>) -> JsonB {
 #[pg_extern(volatile, parallel_unsafe, name = "present")]
 fn present_scoped(assertion: Option<&str>, scope: Option<&str>) -> JsonB {
     let Some(scope) = scope.and_then(Scope::parse) else {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "scope must be 'transaction' or 'session'"
-        );
+        raise(Rejection {
+            code: Code::InvalidParameterValue,
+            message: "scope must be 'transaction' or 'session'".into(),
+            detail: "unknown scope".into(),
+            hint: Some("Behind a transaction pooler use 'transaction' (the default).".into()),
+            log: LogFields {
+                operation: "present".into(),
+                ..LogFields::default()
+            },
+        });
     };
     match verify_and_hold(assertion, scope) {
         Ok(claims) => JsonB(claims),

@@ -14,6 +14,9 @@ use std::ffi::{c_char, c_int, CString};
 pub enum Code {
     StepUpRequired,
     InvalidAssertion,
+    /// 22023, for arguments that sit next to an assertion in the statement:
+    /// raised here so the statement (and the assertion) stays out of the log.
+    InvalidParameterValue,
 }
 
 impl Code {
@@ -21,6 +24,7 @@ impl Code {
         match self {
             Code::StepUpRequired => "SU001",
             Code::InvalidAssertion => "SU002",
+            Code::InvalidParameterValue => "22023",
         }
     }
 }

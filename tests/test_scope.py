@@ -253,3 +253,17 @@ def test_second_present_replaces_first(app, hs, scope):
 def test_invalid_scope(app, hs, scope):
     err = expect_error(app, "SELECT stepup.present(%s, %s::text)", [hs.token(), scope], "22023")
     assert err.diag.message_primary == "scope must be 'transaction' or 'session'"
+
+
+def test_session_assertion_presented_in_a_prepared_transaction_is_discarded(su, hs):
+    """The prepared transaction's fate is decided later, elsewhere: what it
+    changed in this backend is discarded at PREPARE, as on abort."""
+    gid = unique("stepup-it")
+    su.execute("BEGIN")
+    present(su, hs.token(), "session")
+    su.execute(f"PREPARE TRANSACTION '{gid}'")
+    try:
+        assert_nothing_held(su)
+    finally:
+        su.execute(f"ROLLBACK PREPARED '{gid}'")
+    assert_nothing_held(su)
