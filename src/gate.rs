@@ -22,15 +22,7 @@ fn satisfied_methods(
     max_age: Option<Interval>,
     methods: Option<Vec<Option<String>>>,
 ) -> bool {
-    let methods = method_list(methods);
-    let (level, rank, max_age_us) = arguments(level, max_age);
-    let req = Requirement {
-        level: &level,
-        rank,
-        max_age_us,
-        methods: &methods,
-    };
-    evaluate(&req).is_ok()
+    unmet_requirement(level, max_age, methods).is_none()
 }
 
 /// True, or raises SU001 with the RFC 9470 challenge. For policies:
@@ -54,6 +46,7 @@ fn require_methods(
     }
 }
 
+/// Checks the SQL arguments' requirement now; the SU001 rejection if unmet.
 fn unmet_requirement(
     level: Option<&str>,
     max_age: Option<Interval>,
