@@ -42,3 +42,40 @@ REVOKE ALL ON stepup.levels FROM PUBLIC;
 GRANT SELECT ON stepup.levels TO PUBLIC;
 ALTER TABLE stepup.levels ENABLE ROW LEVEL SECURITY;
 CREATE POLICY levels_readable ON stepup.levels FOR SELECT USING (true);
+
+-- Protected tables and their policies (written by stepup.protect). Readable
+-- by everyone through stepup.policies; written only by the extension's owner.
+-- `state` is what protect() installed (triggers, row security, policies) as
+-- stepup.protection_state() renders it; DDL that changes it needs step-up.
+CREATE TABLE stepup.protected (
+    target         regclass PRIMARY KEY,
+    level          text NOT NULL,
+    max_age        interval NOT NULL,
+    operations     text[] NOT NULL,
+    columns        text[],
+    row_filter     text,
+    subject_column text,
+    one_time       boolean NOT NULL DEFAULT false,
+    bind_change    boolean NOT NULL DEFAULT false,
+    methods        text[],
+    rls_before     text NOT NULL DEFAULT 'untouched'
+                   CHECK (rls_before IN ('untouched', 'off', 'on', 'forced')),
+    state          jsonb NOT NULL DEFAULT '{}',
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON stepup.protected FROM PUBLIC;
+ALTER TABLE stepup.protected ENABLE ROW LEVEL SECURITY;
+CREATE POLICY protected_readable ON stepup.protected FOR SELECT USING (true);
+
+-- One-time assertions already spent. A jti is spent by the first transaction
+-- that writes a one_time table with it, once that transaction commits.
+CREATE TABLE stepup.used_jti (
+    jti        text PRIMARY KEY,
+    kid        text NOT NULL,
+    sub        text NOT NULL,
+    txid       bigint NOT NULL,
+    used_at    timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+REVOKE ALL ON stepup.used_jti FROM PUBLIC;
+ALTER TABLE stepup.used_jti ENABLE ROW LEVEL SECURITY;

@@ -1,4 +1,5 @@
-//! Backend-local cache of `stepup.keys` and `stepup.levels`.
+//! Backend-local cache of `stepup.keys`, `stepup.levels` and
+//! `stepup.protected`.
 //!
 //! Loaded once per backend, dropped when either table changes: a statement
 //! trigger on both sends a relcache invalidation (delivered to every backend
@@ -18,6 +19,7 @@ use std::num::NonZeroUsize;
 use pgrx::prelude::*;
 use pgrx::PgTupleDesc;
 
+use crate::policy::{self, Policy};
 use crate::token::{RegisteredKey, VerifyingKey};
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -26,12 +28,14 @@ pub const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 pub struct Snapshot {
     pub keys: HashMap<String, RegisteredKey>,
     pub levels: HashMap<String, i32>,
+    /// Protected tables by relation OID.
+    pub policies: HashMap<pg_sys::Oid, Policy>,
 }
 
 thread_local! {
     static CACHE: RefCell<Option<Rc<Snapshot>>> = const { RefCell::new(None) };
-    /// OIDs of stepup.keys and stepup.levels when the cache was filled.
-    static WATCHED: Cell<[pg_sys::Oid; 2]> = const { Cell::new([pg_sys::InvalidOid; 2]) };
+    /// OIDs of the three catalog tables when the cache was filled.
+    static WATCHED: Cell<[pg_sys::Oid; 3]> = const { Cell::new([pg_sys::InvalidOid; 3]) };
     /// Bumped by every relevant invalidation, so a load that overlapped one
     /// is used once and not kept.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
@@ -76,7 +80,7 @@ unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys
     }
 }
 
-/// Statement trigger on stepup.keys and stepup.levels: every backend drops
+/// Statement trigger on the catalog tables: every backend drops
 /// its cached snapshot once the change commits.
 #[pg_trigger]
 fn catalog_changed<'a>(
@@ -89,7 +93,7 @@ fn catalog_changed<'a>(
 
 /// `stepup.<name>`, but only if that relation belongs to this extension:
 /// a look-alike table in a squatted or renamed schema is never read.
-fn relid(name: &std::ffi::CStr) -> pg_sys::Oid {
+pub fn relid(name: &std::ffi::CStr) -> pg_sys::Oid {
     unsafe {
         let ext = pg_sys::get_extension_oid(c"pg_stepup".as_ptr(), true);
         let nsp = pg_sys::get_namespace_oid(c"stepup".as_ptr(), true);
@@ -107,16 +111,23 @@ fn relid(name: &std::ffi::CStr) -> pg_sys::Oid {
 }
 
 fn load() -> Snapshot {
-    let [keys_oid, levels_oid] = [relid(c"keys"), relid(c"levels")];
-    WATCHED.with(|w| w.set([keys_oid, levels_oid]));
+    let [keys_oid, levels_oid, protected_oid] =
+        [relid(c"keys"), relid(c"levels"), relid(c"protected")];
+    WATCHED.with(|w| w.set([keys_oid, levels_oid, protected_oid]));
     let mut keys = HashMap::new();
     let mut levels = HashMap::new();
-    scan_latest(keys_oid, |row| {
+    let mut policies = HashMap::new();
+    scan_latest(protected_oid, |row, target| {
+        if let Some((relid, p)) = target.and_then(|t| policy::read(row, t)) {
+            policies.insert(relid, p);
+        }
+    });
+    scan_latest(keys_oid, |row, _| {
         if let Some(k) = read_key(row) {
             keys.insert(k.kid.clone(), k);
         }
     });
-    scan_latest(levels_oid, |row| {
+    scan_latest(levels_oid, |row, _| {
         if let (Ok(Some(name)), Ok(Some(rank))) = (
             row.get_by_index::<String>(ATT1),
             row.get_by_index::<i32>(ATT2),
@@ -124,7 +135,11 @@ fn load() -> Snapshot {
             levels.insert(name, rank);
         }
     });
-    Snapshot { keys, levels }
+    Snapshot {
+        keys,
+        levels,
+        policies,
+    }
 }
 
 const ATT1: NonZeroUsize = NonZeroUsize::MIN;
@@ -138,7 +153,10 @@ const ATT6: NonZeroUsize = ATT1.saturating_add(5);
 /// transaction's: under REPEATABLE READ the latter could bring back a key
 /// retired since. A direct heap scan also needs no privilege on the table
 /// and runs no SQL, so neither the caller's role nor its search_path matter.
-fn scan_latest(relid: pg_sys::Oid, mut each: impl FnMut(&PgHeapTuple<'_, AllocatedByPostgres>)) {
+fn scan_latest(
+    relid: pg_sys::Oid,
+    mut each: impl FnMut(&PgHeapTuple<'_, AllocatedByPostgres>, Option<pg_sys::Datum>),
+) {
     if relid == pg_sys::InvalidOid {
         return;
     }
@@ -166,9 +184,12 @@ fn scan_latest(relid: pg_sys::Oid, mut each: impl FnMut(&PgHeapTuple<'_, Allocat
             if tuple.is_null() {
                 break;
             }
+            // The first column raw: typed getters refuse types pgrx does not
+            // know, such as stepup.protected's regclass.
+            let first = pgrx::heap_getattr_raw(tuple, ATT1, (*rel).rd_att);
             let row =
                 PgHeapTuple::from_heap_tuple(PgTupleDesc::from_pg_unchecked((*rel).rd_att), tuple);
-            each(&row);
+            each(&row, first);
         }
         pg_sys::systable_endscan(scan);
         pg_sys::UnregisterSnapshot(snapshot);

@@ -8,7 +8,7 @@
 //! doubles in ECMAScript form; serde_jcs does both, so an IdP using any
 //! RFC 8785 library (Python: `rfc8785`) computes the same bytes.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,9 +63,64 @@ pub fn change_digest(
     Ok(hex::encode(Sha256::digest(bytes)))
 }
 
+/// The `key` and `changes` objects of one row change, from the rows as
+/// `to_jsonb` renders them: key = the primary key columns of the row being
+/// changed (the old row, or the new one for an INSERT); changes = every
+/// column of an inserted row, the columns whose value an UPDATE changes,
+/// nothing for a DELETE.
+pub fn row_change(
+    key_columns: &[String],
+    old: Option<&Map<String, Value>>,
+    new: Option<&Map<String, Value>>,
+) -> (Value, Value) {
+    let identity = old.or(new);
+    let key: Map<String, Value> = key_columns
+        .iter()
+        .map(|c| {
+            let v = identity.and_then(|r| r.get(c)).cloned();
+            (c.clone(), v.unwrap_or(Value::Null))
+        })
+        .collect();
+    let changes: Map<String, Value> = match (old, new) {
+        (None, Some(new)) => new.clone(),
+        (Some(old), Some(new)) => new
+            .iter()
+            .filter(|(c, v)| old.get(*c) != Some(*v))
+            .map(|(c, v)| (c.clone(), v.clone()))
+            .collect(),
+        _ => Map::new(),
+    };
+    (Value::Object(key), Value::Object(changes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_change_names_key_and_changed_columns() {
+        let old = json!({"id": 7, "iban": "DE1", "amount": 5})
+            .as_object()
+            .unwrap()
+            .clone();
+        let new = json!({"id": 7, "iban": "DE2", "amount": 5})
+            .as_object()
+            .unwrap()
+            .clone();
+        let pk = vec!["id".to_string()];
+        assert_eq!(
+            row_change(&pk, Some(&old), Some(&new)),
+            (json!({"id": 7}), json!({"iban": "DE2"}))
+        );
+        assert_eq!(
+            row_change(&pk, None, Some(&new)),
+            (json!({"id": 7}), Value::Object(new.clone()))
+        );
+        assert_eq!(
+            row_change(&pk, Some(&old), None),
+            (json!({"id": 7}), json!({}))
+        );
+    }
 
     #[test]
     fn canonical_form_is_sorted_and_compact() {

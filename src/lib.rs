@@ -7,11 +7,16 @@ mod catalog;
 mod changes;
 mod digest;
 mod gate;
+mod guard;
 mod held;
 mod keys;
+mod owner;
+mod policy;
 mod present;
 mod raise;
+mod replay;
 pub mod requirement;
+mod rows;
 mod settings;
 pub mod token;
 mod utility;
@@ -22,6 +27,11 @@ mod tests;
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/bootstrap.sql", bootstrap);
+extension_sql_file!(
+    "../sql/protect.sql",
+    name = "protect",
+    requires = ["bootstrap", catalog_changed, guard, allow_ddl]
+);
 extension_sql_file!("../sql/finalize.sql", finalize);
 
 #[pg_guard]

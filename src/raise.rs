@@ -8,12 +8,14 @@
 
 use std::ffi::{c_char, c_int, CString};
 
-/// The contract's SQLSTATEs (DESIGN section 6); SU003-SU006 join as the
-/// features that raise them land.
+/// The contract's SQLSTATEs (DESIGN section 6); SU005 joins with the audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     StepUpRequired,
     InvalidAssertion,
+    Replayed,
+    ChangeNotAuthorised,
+    Tamper,
     /// 22023, for arguments that sit next to an assertion in the statement:
     /// raised here so the statement (and the assertion) stays out of the log.
     InvalidParameterValue,
@@ -24,6 +26,9 @@ impl Code {
         match self {
             Code::StepUpRequired => "SU001",
             Code::InvalidAssertion => "SU002",
+            Code::Replayed => "SU003",
+            Code::ChangeNotAuthorised => "SU004",
+            Code::Tamper => "SU006",
             Code::InvalidParameterValue => "22023",
         }
     }
@@ -187,7 +192,13 @@ mod tests {
         assert_eq!(make_sqlstate(b"23505"), 2 | 3 << 6 | 5 << 12 | 5 << 24);
         // 'S' - '0' = 35, 'U' - '0' = 37.
         assert_eq!(make_sqlstate(b"SU001"), 35 | 37 << 6 | 1 << 24);
-        for c in [Code::StepUpRequired, Code::InvalidAssertion] {
+        for c in [
+            Code::StepUpRequired,
+            Code::InvalidAssertion,
+            Code::Replayed,
+            Code::ChangeNotAuthorised,
+            Code::Tamper,
+        ] {
             assert_eq!(sqlstate_bytes(c), c.sqlstate().as_bytes());
         }
     }

@@ -21,9 +21,23 @@ pub struct Requirement<'a> {
 pub enum Unmet {
     NoAssertion,
     Expired,
-    LevelTooLow { held: String },
-    TooOld { age_s: i64 },
-    MethodNotAccepted { held: Vec<String> },
+    LevelTooLow {
+        held: String,
+    },
+    TooOld {
+        age_s: i64,
+    },
+    MethodNotAccepted {
+        held: Vec<String>,
+    },
+    /// The row's `subject_column` is not the assertion's `sub`.
+    WrongSubject {
+        column: String,
+    },
+    /// TRUNCATE of a table whose rows each belong to one subject.
+    WholeTable {
+        column: String,
+    },
 }
 
 impl fmt::Display for Unmet {
@@ -48,6 +62,13 @@ impl fmt::Display for Unmet {
                     held.join(", ")
                 )
             }
+            Unmet::WrongSubject { column } => {
+                write!(f, "the assertion's sub is not the row's \"{column}\"")
+            }
+            Unmet::WholeTable { column } => write!(
+                f,
+                "TRUNCATE removes rows of every \"{column}\"; delete one subject's rows instead"
+            ),
         }
     }
 }

@@ -1,0 +1,335 @@
+-- pg_stepup: protecting tables. stepup.protect installs, on the target table,
+-- a row guard trigger and a TRUNCATE guard (src/guard.rs), both ENABLE ALWAYS,
+-- and for a row_filter, RESTRICTIVE row-level security policies that call
+-- stepup.require. Event triggers refuse DDL that would weaken any of it
+-- without the table's step-up (SU006).
+
+GRANT SELECT ON stepup.protected TO PUBLIC;
+CREATE TRIGGER protected_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stepup.protected
+    FOR EACH STATEMENT EXECUTE FUNCTION stepup.catalog_changed();
+ALTER TABLE stepup.protected ENABLE ALWAYS TRIGGER protected_changed;
+
+-- What protect() installed on a table, as comparable JSON: the guard
+-- triggers, row security flags and the policies it created.
+CREATE FUNCTION stepup.protection_state(target regclass)
+RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT jsonb_build_object(
+    'triggers', coalesce((
+        SELECT jsonb_object_agg(t.tgname, jsonb_build_array(
+                   t.tgtype, t.tgfoid::regprocedure::text, t.tgenabled, t.tgattr::text, t.tgqual IS NULL))
+          FROM pg_trigger t
+         WHERE t.tgrelid = target
+           AND t.tgname IN ('stepup_guard', 'stepup_guard_truncate', 'stepup_audit')), '{}'),
+    'row_security', (
+        SELECT jsonb_build_array(c.relrowsecurity, c.relforcerowsecurity)
+          FROM pg_class c WHERE c.oid = target),
+    'policies', coalesce((
+        SELECT jsonb_object_agg(p.polname, jsonb_build_array(
+                   p.polcmd, p.polpermissive, p.polroles::text,
+                   pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)))
+          FROM pg_policy p
+         WHERE p.polrelid = target
+           AND p.polname IN ('stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner')), '{}'))
+$$;
+
+-- The first thing protect() installed that is now missing or changed, or
+-- NULL when all of it is intact (or the table is gone: see guard_drop).
+CREATE FUNCTION stepup.protection_gap(target regclass, expected jsonb)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    actual jsonb := stepup.protection_state(target);
+    k text;
+BEGIN
+    IF actual->'row_security' = 'null' THEN
+        RETURN NULL;
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(expected->'triggers') ORDER BY 1 LOOP
+        IF actual->'triggers'->k IS DISTINCT FROM expected->'triggers'->k THEN
+            RETURN format('trigger %s on %s', k, target);
+        END IF;
+    END LOOP;
+    IF expected->'policies' <> '{}' AND actual->'row_security' IS DISTINCT FROM expected->'row_security' THEN
+        RETURN format('row level security on %s', target);
+    END IF;
+    FOR k IN SELECT jsonb_object_keys(expected->'policies') ORDER BY 1 LOOP
+        IF actual->'policies'->k IS DISTINCT FROM expected->'policies'->k THEN
+            RETURN format('policy %s on %s', k, target);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+-- Drops what protect() installed and forgets the policy. Callers check the
+-- table's step-up first. The catalog row goes first, so the DDL below is not
+-- a weakening of a protected table.
+CREATE FUNCTION stepup.remove_protection(target regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET client_min_messages = warning
+AS $$
+DECLARE
+    before text;
+    pol text;
+BEGIN
+    DELETE FROM stepup.protected AS p WHERE p.target = remove_protection.target
+        RETURNING p.rls_before INTO before;
+    EXECUTE format('DROP TRIGGER IF EXISTS stepup_guard ON %s', target);
+    EXECUTE format('DROP TRIGGER IF EXISTS stepup_guard_truncate ON %s', target);
+    FOREACH pol IN ARRAY ARRAY['stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner'] LOOP
+        EXECUTE format('DROP POLICY IF EXISTS %I ON %s', pol, target);
+    END LOOP;
+    IF before = 'off' THEN
+        EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY, DISABLE ROW LEVEL SECURITY', target);
+    ELSIF before = 'on' THEN
+        EXECUTE format('ALTER TABLE %s NO FORCE ROW LEVEL SECURITY', target);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION stepup.protect(
+    target regclass,
+    level text DEFAULT 'aal2',
+    max_age interval DEFAULT '5 minutes',
+    operations text[] DEFAULT '{UPDATE,DELETE}',
+    columns text[] DEFAULT NULL,
+    row_filter text DEFAULT NULL,
+    subject_column name DEFAULT NULL,
+    one_time boolean DEFAULT false,
+    bind_change boolean DEFAULT false,
+    methods text[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel record;
+    ops text[];
+    bad text;
+    gate text;
+    rls_before text := 'untouched';
+BEGIN
+    IF target IS NULL OR level IS NULL OR max_age IS NULL OR operations IS NULL
+       OR one_time IS NULL OR bind_change IS NULL THEN
+        RAISE EXCEPTION 'target, level, max_age, operations, one_time and bind_change must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT c.relkind, c.relpersistence, c.relnamespace, c.relowner
+      INTO rel FROM pg_class c WHERE c.oid = target;
+    IF rel.relkind IS DISTINCT FROM 'r' THEN
+        RAISE EXCEPTION '% is not an ordinary table', target
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'Views, partitioned and foreign tables cannot be protected; protect each partition.';
+    END IF;
+    IF rel.relpersistence = 't' THEN
+        RAISE EXCEPTION '% is a temporary table', target
+            USING ERRCODE = 'wrong_object_type', HINT = 'Protect a permanent table.';
+    END IF;
+    IF rel.relnamespace IN ('stepup'::regnamespace, 'pg_catalog'::regnamespace, 'information_schema'::regnamespace) THEN
+        RAISE EXCEPTION '% belongs to the system or to pg_stepup', target
+            USING ERRCODE = 'wrong_object_type', HINT = 'Protect an application table.';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM stepup.levels l WHERE l.name = protect.level) THEN
+        RAISE EXCEPTION 'unknown step-up level "%"', level
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Levels are listed in stepup.levels; add one with stepup.define_level(name, rank).';
+    END IF;
+    IF max_age <= interval '0' THEN
+        RAISE EXCEPTION 'max_age must be positive'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass an interval such as ''5 minutes''.';
+    END IF;
+    SELECT array_agg(DISTINCT upper(o) ORDER BY upper(o)) INTO ops FROM unnest(operations) AS o;
+    IF ops IS NULL OR array_position(ops, NULL) IS NOT NULL
+       OR NOT ops <@ ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'] THEN
+        RAISE EXCEPTION 'operations must list one or more of INSERT, UPDATE, DELETE, TRUNCATE'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{UPDATE,DELETE}''.';
+    END IF;
+    IF columns IS NOT NULL THEN
+        IF cardinality(columns) = 0 OR NOT 'UPDATE' = ANY (ops) THEN
+            RAISE EXCEPTION 'columns must name at least one column, and operations must include UPDATE'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass NULL to gate every UPDATE, or a list such as ''{iban}''.';
+        END IF;
+        SELECT c INTO bad FROM unnest(columns) AS c
+         WHERE c IS NULL OR NOT EXISTS (
+               SELECT 1 FROM pg_attribute a
+                WHERE a.attrelid = target AND a.attname = c AND a.attnum > 0 AND NOT a.attisdropped)
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'column "%" of % does not exist', bad, target USING ERRCODE = 'undefined_column';
+        END IF;
+    END IF;
+    IF subject_column IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM pg_attribute a
+            WHERE a.attrelid = target AND a.attname = subject_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of % does not exist', subject_column, target USING ERRCODE = 'undefined_column';
+    END IF;
+    IF methods IS NOT NULL AND (cardinality(methods) = 0 OR EXISTS (
+           SELECT 1 FROM unnest(methods) AS m WHERE m IS NULL OR m = '')) THEN
+        RAISE EXCEPTION 'methods must name at least one authentication method'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass amr values such as ''{hwk,fpt}'', or NULL to accept any method.';
+    END IF;
+    IF row_filter IS NOT NULL AND btrim(row_filter) = '' THEN
+        RAISE EXCEPTION 'row_filter must not be empty'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL to protect every row.';
+    END IF;
+    IF bind_change AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target AND i.indisprimary) THEN
+        RAISE EXCEPTION '% has no primary key', target
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = 'bind_change names each row by its primary key; add one first.';
+    END IF;
+
+    -- Replacing a policy may weaken it: that takes the current policy's step-up.
+    PERFORM stepup.require(p.level, p.max_age, p.methods)
+       FROM stepup.protected p WHERE p.target = protect.target;
+    -- Also clears guard objects left without a policy.
+    PERFORM stepup.remove_protection(target);
+
+    EXECUTE format('CREATE TRIGGER stepup_guard AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION stepup.guard()', target);
+    EXECUTE format('CREATE TRIGGER stepup_guard_truncate BEFORE TRUNCATE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION stepup.guard()', target);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER stepup_guard, ENABLE ALWAYS TRIGGER stepup_guard_truncate', target);
+
+    IF row_filter IS NOT NULL THEN
+        SELECT CASE WHEN c.relforcerowsecurity THEN 'forced' WHEN c.relrowsecurity THEN 'on' ELSE 'off' END
+          INTO rls_before FROM pg_class c WHERE c.oid = target;
+        -- A written row inside the filter raises SU001 unless the held
+        -- assertion meets the policy (never a silent "UPDATE 0"). Only WITH
+        -- CHECK: it sees exactly the rows written, while a USING clause would
+        -- run before the statement's own WHERE and raise for rows it does not
+        -- touch. The rows an UPDATE or DELETE changes are checked, old and
+        -- new, by the guard trigger, for every role.
+        gate := format('(NOT coalesce((%s), false) OR stepup.require(%L, %L::interval, %L::text[]))',
+                       row_filter, level, max_age, methods);
+        IF 'INSERT' = ANY (ops) THEN
+            EXECUTE format('CREATE POLICY stepup_insert ON %s AS RESTRICTIVE FOR INSERT WITH CHECK %s', target, gate);
+        END IF;
+        -- With `columns`, whether an UPDATE needs step-up depends on what it
+        -- changes, which only the guard trigger sees.
+        IF 'UPDATE' = ANY (ops) AND columns IS NULL THEN
+            EXECUTE format('CREATE POLICY stepup_update ON %s AS RESTRICTIVE FOR UPDATE WITH CHECK %s', target, gate);
+        END IF;
+        -- Keep what the table allowed before: everything if it had no row
+        -- security, and its owner's bypass if security was not forced.
+        IF rls_before = 'off' THEN
+            EXECUTE format('CREATE POLICY stepup_open ON %s AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)', target);
+        ELSIF rls_before = 'on' THEN
+            EXECUTE format('CREATE POLICY stepup_owner ON %s AS PERMISSIVE FOR ALL TO %I USING (true) WITH CHECK (true)',
+                           target, rel.relowner::regrole);
+        END IF;
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY', target);
+    END IF;
+
+    INSERT INTO stepup.protected AS p (target, level, max_age, operations, columns, row_filter,
+                                       subject_column, one_time, bind_change, methods, rls_before, state)
+    VALUES (target, level, max_age, ops, columns, row_filter,
+            subject_column, one_time, bind_change, methods, rls_before, stepup.protection_state(target));
+END
+$$;
+
+CREATE FUNCTION stepup.unprotect(target regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM stepup.require(p.level, p.max_age, p.methods)
+       FROM stepup.protected p WHERE p.target = unprotect.target;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% is not protected', target
+            USING ERRCODE = 'undefined_object', HINT = 'Protected tables are listed in stepup.policies.';
+    END IF;
+    PERFORM stepup.remove_protection(target);
+END
+$$;
+
+CREATE VIEW stepup.policies AS
+SELECT target, level, max_age, operations, columns, row_filter, subject_column,
+       one_time, bind_change, methods, created_at
+  FROM stepup.protected;
+GRANT SELECT ON stepup.policies TO PUBLIC;
+
+-- DDL guards. Event triggers fire in every session, for every role
+-- (superusers are checked, and allowed), also in replica mode.
+CREATE FUNCTION stepup.guard_ddl()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p record;
+    gap text;
+BEGIN
+    IF to_regclass('stepup.protected') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR p IN SELECT target, state FROM stepup.protected LOOP
+        gap := stepup.protection_gap(p.target, p.state);
+        IF gap IS NOT NULL THEN
+            PERFORM stepup.allow_ddl(p.target, gap, false);
+        END IF;
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION stepup.guard_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    d record;
+BEGIN
+    IF to_regclass('stepup.protected') IS NULL THEN
+        RETURN;
+    END IF;
+    FOR d IN SELECT o.objid, o.object_identity FROM pg_event_trigger_dropped_objects() AS o
+              WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
+                AND o.objid IN (SELECT p.target::oid FROM stepup.protected p) LOOP
+        PERFORM stepup.allow_ddl(d.objid::regclass, 'table ' || d.object_identity, true);
+    END LOOP;
+END
+$$;
+
+CREATE FUNCTION stepup.guard_rewrite()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t oid := pg_event_trigger_table_rewrite_oid();
+BEGIN
+    IF EXISTS (SELECT 1 FROM stepup.protected p WHERE p.target = t) THEN
+        PERFORM stepup.allow_ddl(t::regclass, 'rewrite of every row of ' || t::regclass::text, false);
+    END IF;
+END
+$$;
+
+CREATE EVENT TRIGGER stepup_guard_ddl ON ddl_command_end EXECUTE FUNCTION stepup.guard_ddl();
+CREATE EVENT TRIGGER stepup_guard_drop ON sql_drop EXECUTE FUNCTION stepup.guard_drop();
+CREATE EVENT TRIGGER stepup_guard_rewrite ON table_rewrite EXECUTE FUNCTION stepup.guard_rewrite();
+ALTER EVENT TRIGGER stepup_guard_ddl ENABLE ALWAYS;
+ALTER EVENT TRIGGER stepup_guard_drop ENABLE ALWAYS;
+ALTER EVENT TRIGGER stepup_guard_rewrite ENABLE ALWAYS;
+
+REVOKE EXECUTE ON FUNCTION stepup.protect(regclass, text, interval, text[], text[], text, name, boolean, boolean, text[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.unprotect(regclass) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.remove_protection(regclass) FROM PUBLIC;
+
+COMMENT ON TABLE stepup.protected IS 'Protected tables and their policies; see stepup.policies.';
+COMMENT ON TABLE stepup.used_jti IS 'Assertions spent by one_time policies (jti, when, by whom).';
+COMMENT ON VIEW stepup.policies IS 'Protected tables and their step-up policies.';
+COMMENT ON FUNCTION stepup.protect(regclass, text, interval, text[], text[], text, name, boolean, boolean, text[]) IS
+    'Require step-up for changes to a table: level, max_age, operations, columns, row_filter, subject_column, one_time, bind_change, methods. Replacing a policy takes the current policy''s step-up.';
+COMMENT ON FUNCTION stepup.unprotect(regclass) IS 'Remove a table''s protection. Needs that table''s step-up.';
+COMMENT ON FUNCTION stepup.protection_state(regclass) IS 'The guard triggers, row security and policies protect() installed on a table, as JSON.';
+COMMENT ON FUNCTION stepup.protection_gap(regclass, jsonb) IS 'The first protection object that differs from the expected state, or NULL.';

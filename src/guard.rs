@@ -1,0 +1,171 @@
+//! The guard trigger of a protected table: AFTER each row (so it sees the
+//! row as finally written, after any BEFORE trigger) and BEFORE TRUNCATE,
+//! both ENABLE ALWAYS. It is the one decision point for every policy
+//! option; the row-level security policies of a row_filter are a second,
+//! earlier line for roles subject to them.
+
+use pgrx::prelude::*;
+
+use crate::changes::qualified_name;
+use crate::policy::{Op, Policy};
+use crate::raise::{raise, Code, LogFields, Rejection};
+use crate::requirement::Unmet;
+use crate::rows::{self, Row};
+use crate::{catalog, digest, gate, held, replay};
+
+#[pg_trigger]
+fn guard<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    // Everything that owns memory lives in verdict()'s frame.
+    if let Some(rejection) = verdict(trigger.trigger_data()) {
+        raise(rejection);
+    }
+    Ok(None)
+}
+
+fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
+    let rel = td.tg_relation;
+    let relid = unsafe { (*rel).rd_id };
+    let table = qualified_name(relid);
+    let op = match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
+        pg_sys::TRIGGER_EVENT_INSERT => Op::Insert,
+        pg_sys::TRIGGER_EVENT_UPDATE => Op::Update,
+        pg_sys::TRIGGER_EVENT_DELETE => Op::Delete,
+        _ => Op::Truncate,
+    };
+    let snapshot = catalog::snapshot();
+    let Some(policy) = snapshot.policies.get(&relid) else {
+        return Some(no_policy(table, op));
+    };
+    if !policy.gates(op) {
+        return None;
+    }
+    let row = |t: *mut pg_sys::HeapTupleData| (!t.is_null()).then_some(Row { rel, tuple: t });
+    let (old, new) = match op {
+        Op::Insert => (None, row(td.tg_trigtuple)),
+        Op::Update => (row(td.tg_trigtuple), row(td.tg_newtuple)),
+        Op::Delete => (row(td.tg_trigtuple), None),
+        Op::Truncate => (None, None),
+    };
+    if let (Op::Update, Some(o), Some(n)) = (op, old, new) {
+        if !policy.columns.is_empty() && !rows::changes_any(o, n, &policy.columns) {
+            return None;
+        }
+    }
+    if let Some(filter) = &policy.row_filter {
+        // UPDATE is gated if the row was protected or becomes protected.
+        let inside = [old, new]
+            .into_iter()
+            .flatten()
+            .any(|r| rows::in_filter(r, filter));
+        if op != Op::Truncate && !inside {
+            return None;
+        }
+    }
+    let req = policy.requirement(&snapshot);
+    let refuse = |unmet: Unmet| {
+        Some(gate::step_up_required(
+            &req,
+            &unmet,
+            table.clone(),
+            op.name(),
+        ))
+    };
+    if let Err(unmet) = gate::evaluate(&req) {
+        return refuse(unmet);
+    }
+    // evaluate() found an unexpired assertion held.
+    let held = held::current()?;
+    let claims = &held.claims;
+    if let Some(column) = &policy.subject_column {
+        if op == Op::Truncate {
+            return refuse(Unmet::WholeTable {
+                column: column.clone(),
+            });
+        }
+        if [old, new]
+            .into_iter()
+            .flatten()
+            .any(|r| r.text(column).as_deref() != Some(claims.sub.as_str()))
+        {
+            return refuse(Unmet::WrongSubject {
+                column: column.clone(),
+            });
+        }
+    }
+    if policy.bind_change {
+        if let Some(r) = unbound_change(policy, table.clone(), op, old, new, &claims.chg) {
+            return Some(r);
+        }
+    }
+    if policy.one_time && !replay::spend(claims) {
+        let mut r = gate::step_up_required(&req, &Unmet::NoAssertion, table, op.name());
+        r.code = Code::Replayed;
+        r.message = "step-up assertion already used".into();
+        r.detail = format!("jti \"{}\" was spent by an earlier transaction", claims.jti);
+        r.hint =
+            Some("This table accepts each assertion once: have the user step up again.".into());
+        return Some(r);
+    }
+    None
+}
+
+/// SU004 unless the assertion's `chg` holds this row change's digest.
+fn unbound_change(
+    policy: &Policy,
+    table: Option<String>,
+    op: Op,
+    old: Option<Row>,
+    new: Option<Row>,
+    chg: &[String],
+) -> Option<Rejection> {
+    let name = table.clone().unwrap_or_default();
+    let expected = match op {
+        Op::Truncate => None,
+        _ => {
+            let rel = old.or(new)?.rel;
+            let key_columns = rows::key_columns(rel);
+            let (old, new) = (old.map(rows::as_json), new.map(rows::as_json));
+            let (key, changes) = digest::row_change(&key_columns, old.as_ref(), new.as_ref());
+            digest::change_digest(&name, op.name(), &key, &changes).ok()
+        }
+    };
+    if expected.as_ref().is_some_and(|d| chg.contains(d)) {
+        return None;
+    }
+    let req = policy.requirement(&catalog::snapshot());
+    let mut r = gate::step_up_required(&req, &Unmet::NoAssertion, table, op.name());
+    r.code = Code::ChangeNotAuthorised;
+    r.message = "change not authorised by the step-up assertion".into();
+    r.detail = match &expected {
+        Some(d) => format!("expected change digest {d} in chg"),
+        None => {
+            "TRUNCATE is not a row change an assertion can bind; DELETE the rows instead".into()
+        }
+    };
+    r.hint = Some(
+        "Have the identity provider sign chg with stepup.change_digest(table, op, key, changes) of this exact change."
+            .into(),
+    );
+    Some(r)
+}
+
+/// A guard trigger with no policy behind it (the catalog row was removed by
+/// hand): refuse, rather than guess.
+fn no_policy(table: Option<String>, op: Op) -> Rejection {
+    Rejection {
+        code: Code::StepUpRequired,
+        message: "step-up authentication required".into(),
+        detail: format!(
+            "{} has a pg_stepup guard trigger but no policy in stepup.policies",
+            table.as_deref().unwrap_or("this table")
+        ),
+        hint: Some("Run stepup.protect on the table again to restore its policy.".into()),
+        log: LogFields {
+            table,
+            operation: op.name().into(),
+            ..LogFields::default()
+        },
+    }
+}

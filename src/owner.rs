@@ -1,0 +1,46 @@
+//! Writes the extension makes on behalf of any role (spent one-time
+//! assertions, the protection baseline) run as the owner of its catalog,
+//! the way Postgres runs foreign-key checks: user id switched for the one
+//! statement, with SECURITY_RESTRICTED_OPERATION, restored afterwards (and
+//! by Postgres itself if the statement fails).
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+
+use crate::catalog;
+
+/// Runs one fully qualified statement as the owner of `stepup.protected`;
+/// returns how many rows it returned.
+pub fn run(sql: &str, args: &[DatumWithOid]) -> usize {
+    let owner = catalog_owner();
+    let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+    }
+    let rows = Spi::connect_mut(|client| client.update(sql, None, args).map(|t| t.len()));
+    unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    match rows {
+        Ok(n) => n,
+        Err(e) => error!("pg_stepup: internal statement failed: {e}"),
+    }
+}
+
+fn catalog_owner() -> pg_sys::Oid {
+    let relid = catalog::relid(c"protected");
+    if relid == pg_sys::InvalidOid {
+        error!("pg_stepup: catalog table stepup.protected is missing; reinstall the extension");
+    }
+    unsafe {
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let rel = pg_sys::table_open(relid, lock);
+        let owner = (*(*rel).rd_rel).relowner;
+        pg_sys::table_close(rel, lock);
+        owner
+    }
+}

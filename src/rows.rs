@@ -1,0 +1,201 @@
+//! Reading the rows a trigger sees: column values, the row filter, and
+//! the rows as `to_jsonb` renders them. SQL runs through plans kept per
+//! backend, with the settings that could change its meaning pinned.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_int, CStr, CString};
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::{JsonB, PgOid, PgTupleDesc};
+use serde_json::{Map, Value};
+
+unsafe extern "C-unwind" {
+    fn datumIsEqual(value1: pg_sys::Datum, value2: pg_sys::Datum, by_val: bool, len: c_int)
+        -> bool;
+}
+
+thread_local! {
+    static PLANS: RefCell<HashMap<String, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
+/// A row of a trigger's relation.
+#[derive(Clone, Copy)]
+pub struct Row {
+    pub rel: pg_sys::Relation,
+    pub tuple: *mut pg_sys::HeapTupleData,
+}
+
+impl Row {
+    fn desc(&self) -> pg_sys::TupleDesc {
+        unsafe { (*self.rel).rd_att }
+    }
+
+    /// 1-based attribute number of a live column.
+    fn attnum(&self, column: &str) -> Option<c_int> {
+        let name = CString::new(column).ok()?;
+        let n = unsafe { pg_sys::SPI_fnumber(self.desc(), name.as_ptr()) };
+        (n > 0).then_some(n)
+    }
+
+    /// The column's value in its text form, None for NULL or no such column.
+    pub fn text(&self, column: &str) -> Option<String> {
+        let n = self.attnum(column)?;
+        unsafe {
+            let p = pg_sys::SPI_getvalue(self.tuple, self.desc(), n);
+            if p.is_null() {
+                return None;
+            }
+            let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+            pg_sys::pfree(p.cast());
+            Some(s)
+        }
+    }
+
+    /// The row as one composite datum of the table's row type.
+    fn datum(&self) -> DatumWithOid<'static> {
+        unsafe {
+            let d = pg_sys::heap_copy_tuple_as_datum(self.tuple, self.desc());
+            DatumWithOid::new(d, (*(*self.rel).rd_rel).reltype)
+        }
+    }
+}
+
+/// Does `new` differ from `old` in any of `columns`? Binary comparison, as
+/// Postgres itself decides whether an UPDATE changed a column. A column that
+/// no longer exists counts as changed (fail closed).
+pub fn changes_any(old: Row, new: Row, columns: &[String]) -> bool {
+    let desc = unsafe { PgTupleDesc::from_pg_unchecked(old.desc()) };
+    columns.iter().any(|c| {
+        let Some(n) = old.attnum(c) else {
+            return true;
+        };
+        let Some(attr) = usize::try_from(n - 1).ok().and_then(|i| desc.get(i)) else {
+            return true;
+        };
+        unsafe {
+            let (mut old_null, mut new_null) = (false, false);
+            let a = pg_sys::SPI_getbinval(old.tuple, old.desc(), n, &mut old_null);
+            let b = pg_sys::SPI_getbinval(new.tuple, new.desc(), n, &mut new_null);
+            match (old_null, new_null) {
+                (true, true) => false,
+                (false, false) => !datumIsEqual(a, b, attr.attbyval, attr.attlen.into()),
+                _ => true,
+            }
+        }
+    })
+}
+
+/// Is the row inside the policy's row filter? Evaluated as the current
+/// role, like the row-level security policy that carries the same filter,
+/// with search_path pinned so a session cannot redefine what it calls.
+pub fn in_filter(row: Row, filter: &str) -> bool {
+    let relname = unsafe { CStr::from_ptr((*(*row.rel).rd_rel).relname.data.as_ptr()) };
+    let sql = format!(
+        "SELECT coalesce(({filter}), false) FROM (SELECT ($1).*) AS {}",
+        spi::quote_identifier(relname.to_string_lossy())
+    );
+    pinned(&[(c"search_path", c"pg_catalog, pg_temp")], || {
+        // No answer at all (not NULL, which the filter maps to false) fails closed.
+        query_one::<bool>(&sql, row).unwrap_or(true)
+    })
+}
+
+/// The row as `to_jsonb` renders it with TimeZone UTC and the default
+/// output settings: what `stepup.change_digest` callers are told to send.
+pub fn as_json(row: Row) -> Map<String, Value> {
+    let json = pinned(JSON_SETTINGS, || {
+        query_one::<JsonB>("SELECT pg_catalog.to_jsonb($1)", row)
+    });
+    match json {
+        Some(JsonB(Value::Object(m))) => m,
+        _ => Map::new(),
+    }
+}
+
+const JSON_SETTINGS: &[(&CStr, &CStr)] = &[
+    (c"search_path", c"pg_catalog, pg_temp"),
+    (c"TimeZone", c"UTC"),
+    (c"DateStyle", c"ISO, MDY"),
+    (c"IntervalStyle", c"postgres"),
+    (c"extra_float_digits", c"1"),
+    (c"bytea_output", c"hex"),
+];
+
+/// Names of the primary key columns of `rel` (empty if it has none).
+pub fn key_columns(rel: pg_sys::Relation) -> Vec<String> {
+    let relid = unsafe { (*rel).rd_id };
+    let sql = "SELECT a.attname::text FROM pg_catalog.pg_index i \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
+                AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey) \
+               WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisprimary";
+    Spi::connect(|client| {
+        let args = [unsafe { DatumWithOid::new(relid, pg_sys::OIDOID) }];
+        let Ok(table) = client.select(sql, None, &args) else {
+            return Vec::new();
+        };
+        table
+            .filter_map(|r| r.get::<String>(1).ok().flatten())
+            .collect()
+    })
+}
+
+/// Runs a kept one-parameter plan over `row`; the first column of its row.
+fn query_one<T: FromDatum + IntoDatum>(sql: &str, row: Row) -> Option<T> {
+    let reltype = unsafe { (*(*row.rel).rd_rel).reltype };
+    Spi::connect(|client| {
+        let key = format!("{}:{sql}", u32::from(reltype));
+        let args = [row.datum()];
+        with_plan(client, &key, sql, reltype, |plan| {
+            client
+                .select(plan, Some(1), &args)
+                .ok()?
+                .first()
+                .get_one::<T>()
+                .ok()
+                .flatten()
+        })
+    })
+}
+
+fn with_plan<R>(
+    client: &SpiClient<'_>,
+    key: &str,
+    sql: &str,
+    arg_type: pg_sys::Oid,
+    f: impl FnOnce(&OwnedPreparedStatement) -> Option<R>,
+) -> Option<R> {
+    let cached = PLANS.with(|p| p.borrow_mut().remove(key));
+    let plan = match cached {
+        Some(plan) => plan,
+        None => client.prepare(sql, &[PgOid::from(arg_type)]).ok()?.keep(),
+    };
+    let result = f(&plan);
+    PLANS.with(|p| p.borrow_mut().insert(key.to_string(), plan));
+    result
+}
+
+/// Runs `f` with settings changed for its duration only, as a function's
+/// SET clause would (an error unwinds them with the (sub)transaction).
+fn pinned<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
+    let nest = unsafe { pg_sys::NewGUCNestLevel() };
+    for (name, value) in settings {
+        unsafe {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+    }
+    let r = f();
+    unsafe { pg_sys::AtEOXact_GUC(true, nest) };
+    r
+}
