@@ -5,6 +5,7 @@ Used by the demo and the tests; never by the database.
 
     mint.py --kid K --secret HEX [--acr aal2] [--aud DB] [--sub alice]
             [--amr otp] [--auth-age 10] [--lifetime 300] [--age 0] [--jti ID]
+            [--bind TABLE OP KEY_JSON CHANGES_JSON]...   (adds a chg digest)
     mint.py --kid K --ed25519-seed HEX ...   (EdDSA)
 """
 import argparse
@@ -32,6 +33,15 @@ def mint(kid, key, alg="HS256", sub="alice", aud="postgres", acr="aal2",
     return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
 
 
+def change_digest(table, op, key, changes):
+    """The chg digest of one row change, as an IdP computes it: lowercase
+    hex SHA-256 of the RFC 8785 canonical JSON (see README)."""
+    import hashlib
+    import rfc8785
+    doc = {"table": table, "op": op.upper(), "key": key, "changes": changes}
+    return hashlib.sha256(rfc8785.dumps(doc)).hexdigest()
+
+
 def ed25519_private(seed_hex):
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed_hex))
@@ -57,6 +67,9 @@ def main():
     p.add_argument("--age", type=int, default=0, help="seconds since issue")
     p.add_argument("--auth-age", type=int, default=5)
     p.add_argument("--jti")
+    p.add_argument("--bind", nargs=4, action="append", default=[],
+                   metavar=("TABLE", "OP", "KEY_JSON", "CHANGES_JSON"),
+                   help="sign the change digest of this row change into chg")
     p.add_argument("--public-key", action="store_true", help="print the Ed25519 public key (hex) and exit")
     a = p.parse_args()
     if a.public_key:
@@ -66,8 +79,10 @@ def main():
         key, alg = bytes.fromhex(a.secret), "HS256"
     else:
         key, alg = ed25519_private(a.ed25519_seed), "EdDSA"
+    import json
+    chg = [change_digest(t, op, json.loads(k), json.loads(c)) for t, op, k, c in a.bind]
     print(mint(a.kid, key, alg, a.sub, a.aud, a.acr, [m for m in a.amr.split(",") if m],
-               a.lifetime, a.age, a.auth_age, a.jti))
+               a.lifetime, a.age, a.auth_age, a.jti, extra={"chg": chg} if chg else None))
 
 
 if __name__ == "__main__":

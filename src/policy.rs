@@ -137,7 +137,7 @@ fn ddl_refusal(target: pg_sys::Oid, object: &str, dropped: bool) -> Option<Rejec
         if let Err(unmet) = gate::evaluate(&req) {
             let mut r = gate::step_up_required(&req, &unmet, qualified_name(target), "DDL");
             r.code = Code::Tamper;
-            r.message = format!("{object} protects a table and cannot change without step-up");
+            r.message = "protection of a table cannot be weakened without step-up".into();
             r.detail = format!("object: {object}; {}", r.detail);
             r.hint = Some(
                 "Present an assertion that meets the table's policy (stepup.policies) in this transaction, or remove the protection with stepup.unprotect."

@@ -239,4 +239,43 @@ mod tests {
             "{state}"
         );
     }
+
+    #[pg_test]
+    fn guard_refuses_then_allows_a_stepped_up_update() {
+        setup();
+        Spi::run(
+            "CREATE TABLE tests.payouts (id int PRIMARY KEY, owner text, iban text);
+             INSERT INTO tests.payouts VALUES (1, 'alice', 'DE1'), (2, 'bob', 'DE2');
+             SELECT stepup.protect('tests.payouts', columns => '{iban}', subject_column => 'owner')",
+        )
+        .unwrap();
+        let state = sqlstate_of("UPDATE tests.payouts SET iban = 'X' WHERE id = 1");
+        assert!(
+            state.as_deref().unwrap_or_default().starts_with("SU001: "),
+            "{state:?}"
+        );
+        // Not a protected column: no step-up needed.
+        assert_eq!(sqlstate_of("UPDATE tests.payouts SET owner = owner"), None);
+        let t = mint("k1", "aal2", "g-1", 5);
+        Spi::run(&format!("SELECT stepup.present('{t}')")).unwrap();
+        assert_eq!(
+            sqlstate_of("UPDATE tests.payouts SET iban = 'X' WHERE id = 1"),
+            None
+        );
+        let wrong = sqlstate_of("UPDATE tests.payouts SET iban = 'X' WHERE id = 2");
+        assert!(
+            wrong
+                .as_deref()
+                .unwrap_or_default()
+                .ends_with("the assertion's sub is not the row's \"owner\""),
+            "{wrong:?}"
+        );
+        let tamper = sqlstate_of("ALTER TABLE tests.payouts DISABLE TRIGGER stepup_guard");
+        // The test runs as a superuser: the documented exception for DDL.
+        assert_eq!(tamper, None);
+        assert_eq!(
+            one::<String>("SELECT iban FROM tests.payouts WHERE id = 1").as_deref(),
+            Some("X")
+        );
+    }
 }

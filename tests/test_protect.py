@@ -510,3 +510,63 @@ def test_require_in_a_users_own_policy(su, hs, make_table, app):
     err = expect_error(app, f"UPDATE {name} SET note = 'n' WHERE id = 2", None, "SU001")
     assert 'acr_values="aal3" max_age=120' in err.diag.message_detail
     assert stepped_up(app, hs.token(acr="aal3"), f"UPDATE {name} SET note = 'n' WHERE id = 2") == 1
+
+
+def test_bind_change_digest_computed_in_python(app, hs, su, app_role):
+    """What an IdP signs, computed without the database, authorises the change:
+    text, numeric, timestamptz, jsonb, NULL and unicode values, whatever the
+    session's TimeZone, DateStyle and float settings."""
+    from test_change_digest import python_digest
+    name = f"public.{unique('typed').replace('-', '_')}"
+    su.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, name text, amount numeric, "
+               f"at timestamptz, meta jsonb, note text, ratio float8)")
+    su.execute(f"INSERT INTO {name} VALUES (1, 'a', 1, now(), '{{}}', 'x', 0.5)")
+    su.execute(f"ALTER TABLE {name} OWNER TO {app_role}")
+    protect(su, name, bind_change=True, operations=["INSERT", "UPDATE"])
+    app.execute("SET TimeZone = 'Asia/Kolkata'")
+    app.execute("SET DateStyle = 'German, DMY'")
+    app.execute("SET extra_float_digits = -3")
+    update = (f"UPDATE {name} SET name = %s, amount = 10000.50, at = '2026-01-02 04:04:05.5+01', "
+              f"meta = '{{\"b\": [1, 2], \"a\": null}}', note = NULL, ratio = 0.1 WHERE id = 1")
+    changes = {"name": "Zoë ✓ 😀 \"q\"", "amount": 10000.5, "at": "2026-01-02T03:04:05.5+00:00",
+               "meta": {"a": None, "b": [1, 2]}, "note": None, "ratio": 0.1}
+    digest = python_digest(name, "UPDATE", {"id": 1}, changes)
+    with app.transaction():
+        present(app, hs.token(extra={"chg": [python_digest(name, "UPDATE", {"id": 1}, {"name": "other"})]}))
+        err = expect_error(app, update, [changes["name"]], "SU004")
+        assert digest in err.diag.message_detail
+    assert stepped_up(app, hs.token(extra={"chg": digest}), update, [changes["name"]]) == 1
+    inserted = {"id": 2, "name": "ü", "amount": 0.000001, "at": "1999-12-31T23:59:59+00:00",
+                "meta": [1, {"x": "y"}], "note": None, "ratio": -2.5e-10}
+    insert = (f"INSERT INTO {name} VALUES (2, 'ü', 0.000001, '1999-12-31 23:59:59Z', "
+              f"'[1, {{\"x\": \"y\"}}]', NULL, -2.5e-10)")
+    expect_error(app, insert, None, "SU001")
+    assert stepped_up(app, hs.token(extra={"chg": [python_digest(name, "INSERT", {"id": 2}, inserted)]}),
+                      insert) == 1
+
+
+def test_search_path_cannot_redefine_the_row_filter(su, app, app_role, make_table):
+    """An operator planted ahead of pg_catalog would make `amount >= 10000`
+    false; the guard evaluates the filter with search_path pinned."""
+    name = make_table()
+    protect(su, name, row_filter="amount >= 10000")
+    schema = unique("evil").replace("-", "_")
+    su.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {app_role}")
+    app.execute(f"CREATE FUNCTION {schema}.never(numeric, integer) RETURNS boolean "
+                f"LANGUAGE sql IMMUTABLE AS 'SELECT false'")
+    app.execute(f"CREATE OPERATOR {schema}.>= (LEFTARG = numeric, RIGHTARG = integer, FUNCTION = {schema}.never)")
+    app.execute(f"SET search_path = {schema}, pg_catalog")
+    assert scalar(app, "SELECT 20000::numeric >= 10000") is False
+    expect_error(app, f"UPDATE {name} SET note = 'n' WHERE id = 2", None, "SU001")
+    # The superuser bypasses row security: only the trigger stands here.
+    su.execute(f"SET search_path = {schema}, pg_catalog")
+    expect_error(su, f"UPDATE {name} SET note = 'n' WHERE id = 2", None, "SU001")
+    su.execute("RESET search_path")
+    su.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_app_role_cannot_touch_spent_assertions(app):
+    for statement in ["SELECT * FROM stepup.used_jti", "DELETE FROM stepup.used_jti",
+                      "INSERT INTO stepup.used_jti VALUES ('j', 'k', 's', 1, now(), now())",
+                      "UPDATE stepup.protected SET level = 'aal1'"]:
+        expect_error(app, statement, None, "42501")
