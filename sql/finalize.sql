@@ -67,6 +67,11 @@ REVOKE EXECUTE ON FUNCTION stepup.add_key(text, bytea, text, text, timestamptz, 
 REVOKE EXECUTE ON FUNCTION stepup.retire_key(text, timestamptz) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION stepup.define_level(text, integer) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION stepup.catalog_changed() FROM PUBLIC;
+-- Audit verification and the external digest are for auditors the owner
+-- grants them to (they read every entry, and seal).
+REVOKE EXECUTE ON FUNCTION stepup.verify_audit() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.verify_audit(jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.audit_digest() FROM PUBLIC;
 
 COMMENT ON SCHEMA stepup IS 'pg_stepup: step-up authentication for sensitive rows';
 COMMENT ON TABLE stepup.keys IS 'Verification keys for step-up assertions. Never readable by application roles; see stepup.key_info.';
@@ -91,5 +96,13 @@ COMMENT ON FUNCTION stepup.require(text, interval) IS
     'True, or raises SU001 with an RFC 9470 challenge. For use in row-level security policies.';
 COMMENT ON FUNCTION stepup.require(text, interval, text[]) IS
     'As require(level, max_age), and amr must contain one of methods.';
+COMMENT ON FUNCTION stepup.verify_audit() IS
+    'Seal, then recompute every audit entry hash and chain link; names the first entry edited, deleted or reordered.';
+COMMENT ON FUNCTION stepup.verify_audit(jsonb) IS
+    'As verify_audit(), and the chain must still hold the head recorded by stepup.audit_digest(): catches removal of the newest entries.';
+COMMENT ON FUNCTION stepup.audit_digest() IS
+    'Seal, then return the head of the audit chain (seq, entry_id, hash, at, system_identifier) to store outside the database.';
+COMMENT ON FUNCTION stepup.entry_hash(text[]) IS 'SHA-256 over an audit entry''s fields (docs/audit-encoding.md).';
+COMMENT ON FUNCTION stepup.link_hash(bigint, bigint, text, text) IS 'SHA-256 of one audit chain link (docs/audit-encoding.md).';
 COMMENT ON FUNCTION stepup.change_digest(regclass, text, jsonb, jsonb) IS
     'Change digest for the chg claim: lowercase hex SHA-256 of the RFC 8785 canonical JSON {"table","op","key","changes"}. See README.';

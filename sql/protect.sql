@@ -1,5 +1,6 @@
 -- pg_stepup: protecting tables. stepup.protect installs, on the target table,
--- a row guard trigger and a TRUNCATE guard (src/guard.rs), both ENABLE ALWAYS,
+-- a row guard trigger and a TRUNCATE guard (src/guard.rs) and the audit
+-- trigger (src/audit/trigger.rs), all ENABLE ALWAYS,
 -- and for a row_filter, RESTRICTIVE row-level security policies that call
 -- stepup.require. Event triggers refuse DDL that would weaken any of it
 -- without the table's step-up (SU006).
@@ -83,6 +84,7 @@ BEGIN
         RETURNING p.rls_before INTO before;
     EXECUTE format('DROP TRIGGER IF EXISTS stepup_guard ON %s', target);
     EXECUTE format('DROP TRIGGER IF EXISTS stepup_guard_truncate ON %s', target);
+    EXECUTE format('DROP TRIGGER IF EXISTS stepup_audit ON %s', target);
     FOREACH pol IN ARRAY ARRAY['stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner'] LOOP
         EXECUTE format('DROP POLICY IF EXISTS %I ON %s', pol, target);
     END LOOP;
@@ -197,7 +199,11 @@ BEGIN
                    'FOR EACH ROW EXECUTE FUNCTION stepup.guard()', target);
     EXECUTE format('CREATE TRIGGER stepup_guard_truncate BEFORE TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION stepup.guard()', target);
-    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER stepup_guard, ENABLE ALWAYS TRIGGER stepup_guard_truncate', target);
+    -- Every row change is audited, whether or not it needs step-up.
+    EXECUTE format('CREATE TRIGGER stepup_audit AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION stepup.audit()', target);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER stepup_guard, ENABLE ALWAYS TRIGGER stepup_guard_truncate, '
+                   'ENABLE ALWAYS TRIGGER stepup_audit', target);
 
     IF row_filter IS NOT NULL THEN
         SELECT CASE WHEN c.relforcerowsecurity THEN 'forced' WHEN c.relrowsecurity THEN 'on' ELSE 'off' END

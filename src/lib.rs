@@ -3,6 +3,7 @@
 
 use pgrx::prelude::*;
 
+mod audit;
 mod catalog;
 mod changes;
 mod digest;
@@ -31,6 +32,11 @@ extension_sql_file!(
     "../sql/protect.sql",
     name = "protect",
     requires = ["bootstrap", catalog_changed, guard, allow_ddl]
+);
+extension_sql_file!(
+    "../sql/audit.sql",
+    name = "audit",
+    requires = ["bootstrap", append_only, entry_hash, link_hash]
 );
 extension_sql_file!("../sql/finalize.sql", finalize);
 

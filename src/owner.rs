@@ -9,9 +9,8 @@ use pgrx::prelude::*;
 
 use crate::catalog;
 
-/// Runs one fully qualified statement as the owner of `stepup.protected`;
-/// returns how many rows it returned.
-pub fn run(sql: &str, args: &[DatumWithOid]) -> usize {
+/// Runs `f` as the owner of the extension's catalog.
+pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner = catalog_owner();
     let (mut user, mut context) = (pg_sys::InvalidOid, 0);
     unsafe {
@@ -23,8 +22,16 @@ pub fn run(sql: &str, args: &[DatumWithOid]) -> usize {
                 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
         );
     }
-    let rows = Spi::connect_mut(|client| client.update(sql, None, args).map(|t| t.len()));
+    let r = f();
     unsafe { pg_sys::SetUserIdAndSecContext(user, context) };
+    r
+}
+
+/// Runs one fully qualified statement as the owner of `stepup.protected`;
+/// returns how many rows it returned.
+pub fn run(sql: &str, args: &[DatumWithOid]) -> usize {
+    let rows =
+        as_owner(|| Spi::connect_mut(|client| client.update(sql, None, args).map(|t| t.len())));
     match rows {
         Ok(n) => n,
         Err(e) => error!("pg_stepup: internal statement failed: {e}"),

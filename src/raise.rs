@@ -8,13 +8,14 @@
 
 use std::ffi::{c_char, c_int, CString};
 
-/// The contract's SQLSTATEs (DESIGN section 6); SU005 joins with the audit.
+/// The contract's SQLSTATEs (DESIGN section 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     StepUpRequired,
     InvalidAssertion,
     Replayed,
     ChangeNotAuthorised,
+    AppendOnly,
     Tamper,
     /// 22023, for arguments that sit next to an assertion in the statement:
     /// raised here so the statement (and the assertion) stays out of the log.
@@ -28,6 +29,7 @@ impl Code {
             Code::InvalidAssertion => "SU002",
             Code::Replayed => "SU003",
             Code::ChangeNotAuthorised => "SU004",
+            Code::AppendOnly => "SU005",
             Code::Tamper => "SU006",
             Code::InvalidParameterValue => "22023",
         }
@@ -197,6 +199,7 @@ mod tests {
             Code::InvalidAssertion,
             Code::Replayed,
             Code::ChangeNotAuthorised,
+            Code::AppendOnly,
             Code::Tamper,
         ] {
             assert_eq!(sqlstate_bytes(c), c.sqlstate().as_bytes());

@@ -54,8 +54,40 @@ impl Row {
         }
     }
 
+    /// Every live column as (name, text output), the output taken under the
+    /// caller's settings (see [`ROW_SETTINGS`]).
+    pub fn column_texts(&self) -> Vec<(String, Option<String>)> {
+        let desc = unsafe { PgTupleDesc::from_pg_unchecked(self.desc()) };
+        let mut out = Vec::with_capacity(desc.len());
+        for (i, attr) in desc.iter().enumerate() {
+            if attr.attisdropped {
+                continue;
+            }
+            let name = attr.name().to_string();
+            let Ok(attnum) = c_int::try_from(i + 1) else {
+                continue;
+            };
+            let mut is_null = false;
+            let value = unsafe {
+                let datum = pg_sys::SPI_getbinval(self.tuple, self.desc(), attnum, &mut is_null);
+                if is_null {
+                    None
+                } else {
+                    let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
+                    pg_sys::getTypeOutputInfo(attr.atttypid, &mut func, &mut varlena);
+                    let p = pg_sys::OidOutputFunctionCall(func, datum);
+                    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+                    pg_sys::pfree(p.cast());
+                    Some(s)
+                }
+            };
+            out.push((name, value));
+        }
+        out
+    }
+
     /// The row as one composite datum of the table's row type.
-    fn datum(&self) -> DatumWithOid<'static> {
+    pub fn datum(&self) -> DatumWithOid<'static> {
         unsafe {
             let d = pg_sys::heap_copy_tuple_as_datum(self.tuple, self.desc());
             DatumWithOid::new(d, (*(*self.rel).rd_rel).reltype)
@@ -115,6 +147,10 @@ pub fn as_json(row: Row) -> Map<String, Value> {
     }
 }
 
+/// Output settings under which rows are rendered for digests and for the
+/// audit: the same text whatever the session's settings.
+pub const ROW_SETTINGS: &[(&CStr, &CStr)] = JSON_SETTINGS;
+
 const JSON_SETTINGS: &[(&CStr, &CStr)] = &[
     (c"search_path", c"pg_catalog, pg_temp"),
     (c"TimeZone", c"UTC"),
@@ -123,6 +159,37 @@ const JSON_SETTINGS: &[(&CStr, &CStr)] = &[
     (c"extra_float_digits", c"1"),
     (c"bytea_output", c"hex"),
 ];
+
+/// Builds a row of `rel` from JSON (as `jsonb_populate_record` reads it)
+/// and hands it to `f`.
+pub fn with_json_row<R>(rel: pg_sys::Relation, json: &str, f: impl FnOnce(Row) -> R) -> Option<R> {
+    let reltype = unsafe { (*(*rel).rd_rel).reltype };
+    Spi::connect(|client| {
+        let args = [json.into(), DatumWithOid::null_oid(reltype)];
+        let table = client
+            .select(
+                "SELECT pg_catalog.jsonb_populate_record($2, $1::pg_catalog.jsonb)",
+                Some(1),
+                &args,
+            )
+            .ok()?;
+        let datum = table.first().get_datum_by_ordinal(1).ok()??;
+        unsafe {
+            let header = pg_sys::pg_detoast_datum(datum.cast_mut_ptr())
+                .cast::<pg_sys::HeapTupleHeaderData>();
+            let mut tuple = pg_sys::HeapTupleData {
+                t_len: u32::try_from(pgrx::varsize_any(header.cast())).ok()?,
+                t_self: pg_sys::ItemPointerData::default(),
+                t_tableOid: pg_sys::InvalidOid,
+                t_data: header,
+            };
+            Some(f(Row {
+                rel,
+                tuple: &mut tuple,
+            }))
+        }
+    })
+}
 
 /// Names of the primary key columns of `rel` (empty if it has none).
 pub fn key_columns(rel: pg_sys::Relation) -> Vec<String> {
@@ -160,6 +227,26 @@ fn query_one<T: FromDatum + IntoDatum>(sql: &str, row: Row) -> Option<T> {
     })
 }
 
+/// Runs a mutating statement through a plan kept per backend (keyed by
+/// its text and argument types); how many rows it processed.
+pub fn update_kept(sql: &str, args: &[DatumWithOid]) -> Option<usize> {
+    let types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    let key = format!("{types:?}:{sql}");
+    Spi::connect_mut(|client| {
+        let cached = PLANS.with(|p| p.borrow_mut().remove(&key));
+        let plan = match cached {
+            Some(plan) => plan,
+            None => {
+                let types: Vec<PgOid> = types.iter().map(|t| PgOid::from(*t)).collect();
+                client.prepare_mut(sql, &types).ok()?.keep()
+            }
+        };
+        let result = client.update(&plan, None, args).map(|t| t.len()).ok();
+        PLANS.with(|p| p.borrow_mut().insert(key, plan));
+        result
+    })
+}
+
 fn with_plan<R>(
     client: &SpiClient<'_>,
     key: &str,
@@ -179,7 +266,7 @@ fn with_plan<R>(
 
 /// Runs `f` with settings changed for its duration only, as a function's
 /// SET clause would (an error unwinds them with the (sub)transaction).
-fn pinned<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
+pub fn pinned<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
     for (name, value) in settings {
         unsafe {

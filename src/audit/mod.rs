@@ -1,0 +1,100 @@
+//! The audit (DESIGN section 7): entries written by a trigger on every
+//! protected table, an append-only log, a hash chain linked by a single
+//! sealer, and verification. Encodings: docs/audit-encoding.md.
+
+mod chain;
+mod encoding;
+mod trigger;
+mod verify;
+
+use pgrx::prelude::*;
+
+use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
+use crate::rows::{self, Row};
+
+/// BEFORE UPDATE/DELETE/TRUNCATE on the audit tables: always refuse.
+#[pg_trigger]
+fn append_only<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let table = trigger.table_name().unwrap_or_default();
+    let op = match trigger.trigger_data().tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
+        pg_sys::TRIGGER_EVENT_UPDATE => "UPDATE",
+        pg_sys::TRIGGER_EVENT_DELETE => "DELETE",
+        _ => "TRUNCATE",
+    };
+    raise(Rejection {
+        code: Code::AppendOnly,
+        message: "audit is append-only".into(),
+        detail: format!("{op} of stepup.{table} is refused for every role"),
+        hint: Some(
+            "Audit entries are never changed; verify them with stepup.verify_audit().".into(),
+        ),
+        log: LogFields {
+            table: Some(format!("stepup.{table}")),
+            operation: op.into(),
+            ..LogFields::default()
+        },
+    })
+}
+
+/// Hash of an audit entry from its fields (stepup.entry_fields).
+#[pg_extern(immutable, parallel_safe)]
+fn entry_hash(fields: Vec<Option<String>>) -> String {
+    if fields.len() != encoding::ENTRY_FIELDS.len() {
+        bad_argument(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "an audit entry has {} fields, not {}",
+                encoding::ENTRY_FIELDS.len(),
+                fields.len()
+            ),
+            "Pass the array stepup.entry_fields(...) returns.",
+        );
+    }
+    encoding::entry_hash(fields.iter().map(Option::as_deref))
+}
+
+/// Hash of a chain link.
+#[pg_extern(immutable, parallel_safe)]
+fn link_hash(seq: i64, entry_id: i64, entry_hash: &str, prev_hash: &str) -> String {
+    encoding::link_hash(seq, entry_id, entry_hash, prev_hash)
+}
+
+// The row digest of `row_data` (as to_jsonb renders a row of `target`),
+// exactly as the audit computes old_digest and new_digest. The JSON travels
+// as text: through serde, numerics would become doubles (150.50 -> 150.5).
+#[pg_extern(sql = r#"
+CREATE FUNCTION stepup.row_digest_text(target regclass, row_data text)
+RETURNS text STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'row_digest_wrapper';
+CREATE FUNCTION stepup.row_digest(target regclass, row_data jsonb)
+RETURNS text STRICT STABLE PARALLEL SAFE
+LANGUAGE sql AS 'SELECT stepup.row_digest_text($1, $2::text)';
+COMMENT ON FUNCTION stepup.row_digest_text(regclass, text) IS 'stepup.row_digest, with the JSON as text.';
+COMMENT ON FUNCTION stepup.row_digest(regclass, jsonb) IS
+    'SHA-256 of a row''s canonical encoding (docs/audit-encoding.md), as stepup.audit_log records it. Independent of TimeZone, DateStyle, extra_float_digits and client_encoding.';
+"#)]
+fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
+    let rel = unsafe { pg_sys::RelationIdGetRelation(target) };
+    if rel.is_null() {
+        bad_argument(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("relation with OID {} does not exist", u32::from(target)),
+            "Pass a table, e.g. 'public.payouts'.",
+        );
+    }
+    let digest = rows::with_json_row(rel, row_data, |row: Row| {
+        rows::pinned(rows::ROW_SETTINGS, || {
+            encoding::row_digest(&row.column_texts())
+        })
+    });
+    unsafe { pg_sys::RelationClose(rel) };
+    digest.unwrap_or_else(|| {
+        bad_argument(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "row_data does not fit the table's row type".into(),
+            "Pass to_jsonb(row) of a row of the table.",
+        )
+    })
+}

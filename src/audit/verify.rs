@@ -1,0 +1,181 @@
+//! `stepup.verify_audit`, `stepup.audit_digest`: seal, then walk the chain
+//! in order, recomputing every entry hash and link (chain.rs).
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+use super::chain::{Bad, Link, Walk};
+use super::encoding::GENESIS;
+use crate::owner;
+use crate::raise::bad_argument;
+
+const WALK: &str = r#"
+SELECT c.seq, c.entry_id, c.entry_hash, c.prev_hash, c.link_hash, l.entry_hash,
+       stepup.entry_fields(l.id, l.at, l.txid, l.table_name, l.op, l.key, l.old_digest,
+           l.new_digest, l.changed, l.old_values, l.new_values, l.role_name, l.session_role,
+           l.application_name, l.client_addr, l.kid, l.jti, l.sub, l.acr, l.amr, l.auth_time)
+  FROM stepup.audit_chain c
+  LEFT JOIN stepup.audit_log l ON l.id OPERATOR(pg_catalog.=) c.entry_id
+ ORDER BY c.seq
+"#;
+
+const BATCH: i64 = 10_000;
+
+/// Seals, then recomputes every entry hash and link; names the first entry
+/// edited, deleted or reordered.
+#[pg_extern(volatile, parallel_unsafe, name = "verify_audit")]
+fn verify_audit() -> TableIterator<
+    'static,
+    (
+        name!(ok, bool),
+        name!(entries, i64),
+        name!(first_bad_id, Option<i64>),
+        name!(reason, Option<String>),
+    ),
+> {
+    report(walk_chain(None))
+}
+
+/// As verify_audit(), and the head recorded in `digest` (stepup.audit_digest)
+/// must still be in the chain: catches removal of the newest entries.
+#[pg_extern(volatile, parallel_unsafe, name = "verify_audit")]
+fn verify_audit_digest(
+    digest: JsonB,
+) -> TableIterator<
+    'static,
+    (
+        name!(ok, bool),
+        name!(entries, i64),
+        name!(first_bad_id, Option<i64>),
+        name!(reason, Option<String>),
+    ),
+> {
+    let want = head_of(&digest.0);
+    report(walk_chain(Some(want)))
+}
+
+/// The head of the chain, to keep outside the database.
+#[pg_extern(volatile, parallel_unsafe)]
+fn audit_digest() -> JsonB {
+    owner::as_owner(seal);
+    let head = owner::as_owner(|| {
+        Spi::get_three::<i64, i64, String>(
+            "SELECT seq, entry_id, link_hash FROM stepup.audit_chain ORDER BY seq DESC LIMIT 1",
+        )
+    });
+    let (seq, entry_id, hash) = match head {
+        Ok((Some(s), Some(e), Some(h))) => (s, Some(e), h),
+        _ => (0, None, GENESIS.to_string()),
+    };
+    let system_identifier = unsafe { pg_sys::GetSystemIdentifier() };
+    JsonB(json!({
+        "seq": seq,
+        "entry_id": entry_id,
+        "hash": hash,
+        "at": Spi::get_one::<String>("SELECT pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')").ok().flatten(),
+        "system_identifier": system_identifier.to_string(),
+    }))
+}
+
+/// (seq, hash, entry id) of a saved digest.
+fn head_of(d: &Value) -> (i64, String, Option<i64>) {
+    let seq = d.get("seq").and_then(Value::as_i64);
+    let hash = d.get("hash").and_then(Value::as_str);
+    match (seq, hash) {
+        (Some(s), Some(h)) if s >= 0 => {
+            (s, h.to_string(), d.get("entry_id").and_then(Value::as_i64))
+        }
+        _ => bad_argument(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "digest must have a non-negative \"seq\" and a \"hash\"".into(),
+            "Pass the jsonb stepup.audit_digest() returned.",
+        ),
+    }
+}
+
+type Row4 = (bool, i64, Option<i64>, Option<String>);
+
+fn report(r: (i64, Option<Bad>)) -> TableIterator<'static, Row4> {
+    let (entries, bad) = r;
+    TableIterator::once((
+        bad.is_none(),
+        entries,
+        bad.as_ref().map(|b| b.entry_id),
+        bad.map(|b| b.reason),
+    ))
+}
+
+fn seal() {
+    if let Err(e) = Spi::run("SELECT stepup.seal()") {
+        error!("pg_stepup: seal failed: {e}");
+    }
+}
+
+/// Walks the whole chain; with `want`, also checks that link `seq` still has
+/// the saved hash.
+fn walk_chain(want: Option<(i64, String, Option<i64>)>) -> (i64, Option<Bad>) {
+    owner::as_owner(|| {
+        seal();
+        let mut walk = Walk::default();
+        let mut found_head = want
+            .as_ref()
+            .is_some_and(|(seq, h, _)| *seq == 0 && h == GENESIS);
+        let bad = Spi::connect(|client| -> Result<Option<Bad>, pgrx::spi::Error> {
+            let mut cursor = client.open_cursor(WALK, &[]);
+            loop {
+                let batch = cursor.fetch(BATCH)?;
+                if batch.is_empty() {
+                    return Ok(None);
+                }
+                for row in batch {
+                    let seq = row.get::<i64>(1)?.unwrap_or_default();
+                    let entry_id = row.get::<i64>(2)?.unwrap_or_default();
+                    let link_entry_hash = row.get::<String>(3)?.unwrap_or_default();
+                    let prev_hash = row.get::<String>(4)?.unwrap_or_default();
+                    let link_hash = row.get::<String>(5)?.unwrap_or_default();
+                    let stored = row.get::<String>(6)?;
+                    let fields = row.get::<Vec<Option<String>>>(7)?;
+                    let entry = match (&stored, &fields) {
+                        (Some(h), Some(f)) => Some((h.as_str(), f.as_slice())),
+                        _ => None,
+                    };
+                    let link = Link {
+                        seq,
+                        entry_id,
+                        entry_hash: &link_entry_hash,
+                        prev_hash: &prev_hash,
+                        link_hash: &link_hash,
+                        entry,
+                    };
+                    if let Err(b) = walk.step(&link) {
+                        return Ok(Some(b));
+                    }
+                    if let Some((s, h, _)) = &want {
+                        if *s == seq && *h == link_hash {
+                            found_head = true;
+                        }
+                    }
+                }
+            }
+        });
+        let bad = match bad {
+            Ok(b) => b,
+            Err(e) => error!("pg_stepup: cannot read the audit chain: {e}"),
+        };
+        if bad.is_none() {
+            if let Some((seq, _, entry_id)) = want.filter(|_| !found_head) {
+                return (
+                    walk.entries,
+                    Some(Bad {
+                        entry_id: entry_id.unwrap_or(seq),
+                        reason: format!(
+                            "the chain no longer holds link {seq} of the saved digest: the newest entries were removed or rewritten"
+                        ),
+                    }),
+                );
+            }
+        }
+        (walk.entries, bad)
+    })
+}

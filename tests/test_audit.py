@@ -1,0 +1,346 @@
+"""The audit: one entry per row change of a protected table, append-only,
+hash-chained by a sealer, verified, and surviving pg_dump / pg_restore.
+
+Tests that tamper with the chain, or need it to themselves, get their own
+database (`fresh`)."""
+import os
+import subprocess
+import threading
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from conftest import (PGHOST, PGPORT, SUPERUSER, conninfo, expect_error, new_hs256, present, scalar,
+                      unique)
+
+PG_BIN = os.environ.get("STEPUP_PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+class Fresh:
+    """A database of its own with pg_stepup, a key, and a protected table
+    `public.payouts` owned by the application role."""
+
+    def __init__(self, name, app_role):
+        self.name = name
+        self.app_role = app_role
+        self.conns = []
+
+    def connect(self, user=SUPERUSER, **kw):
+        c = psycopg.connect(conninfo(self.name, user=user, **kw), autocommit=True)
+        self.conns.append(c)
+        return c
+
+    def app(self, **kw):
+        return self.connect(self.app_role, **kw)
+
+
+@pytest.fixture
+def fresh(app_role):
+    name = unique("stepup_audit").replace("-", "_")
+    with psycopg.connect(conninfo("postgres"), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            sql.Identifier(name), sql.Identifier(app_role)))
+    db = Fresh(name, app_role)
+    su = db.connect()
+    su.execute("CREATE EXTENSION pg_stepup")
+    db.signer = new_hs256(su, name)
+    su.execute("CREATE TABLE public.payouts (id int PRIMARY KEY, owner text, iban text, amount numeric)")
+    su.execute("INSERT INTO public.payouts VALUES (1, 'alice', 'DE01', 100), (2, 'bob', 'DE02', 200)")
+    su.execute(sql.SQL("ALTER TABLE public.payouts OWNER TO {}").format(sql.Identifier(app_role)))
+    su.execute("SELECT stepup.protect('public.payouts')")
+    yield db
+    for c in db.conns:
+        c.close()
+    with psycopg.connect(conninfo("postgres"), autocommit=True) as admin:
+        for n in (name, name + "_restored"):
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(n)))
+
+
+def stepped_up(conn, token, statement, params=None):
+    with conn.transaction():
+        present(conn, token)
+        return conn.execute(statement, params).rowcount
+
+
+def entries(conn):
+    return conn.execute("SELECT op, key, changed, old_values, new_values, role_name, session_role, "
+                        "kid, jti, sub, acr, amr FROM stepup.audit_log ORDER BY id").fetchall()
+
+
+def verify(conn, digest=None):
+    if digest is None:
+        return conn.execute("SELECT ok, entries, first_bad_id, reason FROM stepup.verify_audit()").fetchone()
+    return conn.execute("SELECT ok, entries, first_bad_id, reason FROM stepup.verify_audit(%s)",
+                        [digest]).fetchone()
+
+
+# --- entries ----------------------------------------------------------------------
+
+def test_an_entry_per_operation_with_its_fields(fresh):
+    su, app = fresh.connect(), fresh.app(application_name="payments-api")
+    token = fresh.signer.token(sub="alice", amr=["otp", "hwk"])
+    # INSERT is not gated by this policy, and is audited all the same.
+    app.execute("INSERT INTO payouts VALUES (3, 'carol', 'DE03', 300)")
+    stepped_up(app, token, "UPDATE payouts SET iban = 'XX' WHERE id = 1")
+    stepped_up(app, fresh.signer.token(), "DELETE FROM payouts WHERE id = 2")
+    jti = token.split(".")[1]
+    rows = entries(su)
+    assert [r[0] for r in rows] == ["INSERT", "UPDATE", "DELETE"]
+    ins, upd, dele = rows
+    assert ins[1:5] == ({"id": 3}, ["amount", "iban", "id", "owner"], None,
+                        {"amount": 300, "id": 3, "iban": "DE03", "owner": "carol"})
+    assert ins[5:7] == (fresh.app_role, fresh.app_role)
+    assert ins[7:] == (None, None, None, None, None)
+    assert upd[1:5] == ({"id": 1}, ["iban"], {"iban": "DE01"}, {"iban": "XX"})
+    assert upd[7] == fresh.signer.kid and upd[9:] == ("alice", "aal2", ["otp", "hwk"])
+    assert upd[8] and upd[8] != dele[8] and jti
+    assert dele[1:5] == ({"id": 2}, ["amount", "iban", "id", "owner"],
+                         {"amount": 200, "id": 2, "iban": "DE02", "owner": "bob"}, None)
+    meta = su.execute("SELECT table_name, application_name, txid > 0, at <= now(), auth_time IS NOT NULL, "
+                      "old_digest IS NULL, new_digest = stepup.row_digest('payouts', new_values) "
+                      "FROM stepup.audit_log WHERE op = 'INSERT'").fetchone()
+    assert meta == ("public.payouts", "payments-api", True, True, False, True, True)
+    # The trail for people.
+    trail = su.execute("SELECT who, \"table\", op, key, changed_columns, sub, acr FROM stepup.audit_trail "
+                       "ORDER BY id").fetchall()
+    assert trail[1] == (fresh.app_role, "public.payouts", "UPDATE", {"id": 1}, ["iban"], "alice", "aal2")
+
+
+def test_digests_match_the_rows(fresh):
+    su, app = fresh.connect(), fresh.app()
+    stepped_up(app, fresh.signer.token(), "UPDATE payouts SET amount = 150.50 WHERE id = 1")
+    old, new = su.execute("SELECT old_digest, new_digest FROM stepup.audit_log").fetchone()
+    assert new == scalar(su, "SELECT stepup.row_digest('payouts', to_jsonb(p)) FROM payouts p WHERE id = 1")
+    assert old == scalar(su, """SELECT stepup.row_digest('payouts',
+                                '{"id": 1, "owner": "alice", "iban": "DE01", "amount": 100}')""")
+    assert old != new
+
+
+def test_refused_and_rolled_back_changes_leave_no_entry(fresh):
+    su, app = fresh.connect(), fresh.app()
+    expect_error(app, "UPDATE payouts SET iban = 'XX'", None, "SU001")
+    app.execute("BEGIN")
+    app.execute("INSERT INTO payouts VALUES (5, 'x', 'y', 1)")
+    app.execute("ROLLBACK")
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 0
+
+
+@pytest.mark.parametrize("settings", [
+    {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digits": "1", "client_encoding": "UTF8"},
+    {"TimeZone": "Pacific/Chatham", "DateStyle": "German, DMY", "extra_float_digits": "-15",
+     "client_encoding": "LATIN1", "IntervalStyle": "sql_standard", "bytea_output": "escape"},
+    {"TimeZone": "America/St_Johns", "DateStyle": "SQL, YMD", "extra_float_digits": "3",
+     "client_encoding": "UTF8", "IntervalStyle": "iso_8601"},
+])
+def test_row_digest_ignores_session_settings(fresh, settings):
+    su = fresh.connect()
+    su.execute("CREATE TABLE public.typed (id int PRIMARY KEY, at timestamptz, d date, f float8, "
+               "n numeric, i interval, b bytea, t text, j jsonb)")
+    su.execute("INSERT INTO typed VALUES (1, '2026-03-04 05:06:07.891+02', '2026-03-04', 0.1, 1.50, "
+               "'1 day 2 hours', '\\x00ff', 'Zo\u00eb', '{\"a\": [1, 2.5]}')")
+    su.execute("SELECT stepup.protect('public.typed')")
+    su.execute("INSERT INTO typed VALUES (2, now(), NULL, 'NaN', 0, '-3 mons', '', '', '[]')")
+    written = scalar(su, "SELECT new_digest FROM stepup.audit_log WHERE key = '{\"id\": 2}'")
+    reference = scalar(su, "SELECT stepup.row_digest('typed', to_jsonb(r)) FROM typed r WHERE id = 1")
+    for name, value in settings.items():
+        su.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+    assert scalar(su, "SELECT stepup.row_digest('typed', to_jsonb(r)) FROM typed r WHERE id = 1") == reference
+    assert scalar(su, "SELECT stepup.row_digest('typed', to_jsonb(r)) FROM typed r WHERE id = 2") == written
+
+
+# --- append-only -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE stepup.audit_log SET sub = 'mallory'",
+    "DELETE FROM stepup.audit_log",
+    "TRUNCATE stepup.audit_log",
+    "UPDATE stepup.audit_chain SET link_hash = 'x'",
+    "DELETE FROM stepup.audit_chain",
+    "TRUNCATE stepup.audit_chain",
+])
+@pytest.mark.parametrize("replica", [False, True])
+def test_audit_is_append_only_even_for_the_superuser(fresh, statement, replica):
+    su, app = fresh.connect(), fresh.app()
+    stepped_up(app, fresh.signer.token(), "UPDATE payouts SET iban = 'XX' WHERE id = 1")
+    su.execute("SELECT stepup.seal()")
+    if replica:
+        su.execute("SET session_replication_role = replica")
+    err = expect_error(su, statement, None, "SU005")
+    assert err.diag.message_primary == "audit is append-only"
+    # The application role has no privilege on the audit tables at all.
+    expect_error(app, statement, None, "42501")
+    assert verify(su)[:2] == (True, 1)
+
+
+# --- chain, seal, verify ------------------------------------------------------------------
+
+def make_entries(fresh, n):
+    app = fresh.app()
+    for i in range(n):
+        stepped_up(app, fresh.signer.token(), "UPDATE payouts SET amount = %s WHERE id = 1", [i])
+
+
+def tamper(su, statement):
+    """What a superuser can still do: switch the append-only triggers off."""
+    su.execute("ALTER TABLE stepup.audit_log DISABLE TRIGGER USER")
+    su.execute("ALTER TABLE stepup.audit_chain DISABLE TRIGGER USER")
+    su.execute(statement)
+    for table in ("audit_log", "audit_chain"):
+        for trigger in ("append_only", "no_truncate"):
+            su.execute(f"ALTER TABLE stepup.{table} ENABLE ALWAYS TRIGGER {table}_{trigger}")
+
+
+def test_seal_links_each_committed_entry_once(fresh):
+    su = fresh.connect()
+    make_entries(fresh, 3)
+    assert scalar(su, "SELECT stepup.seal()") == 3
+    assert scalar(su, "SELECT stepup.seal()") == 0
+    make_entries(fresh, 2)
+    assert verify(su) == (True, 5, None, None)
+    links = su.execute("SELECT seq, entry_id FROM stepup.audit_chain ORDER BY seq").fetchall()
+    ids = [r[0] for r in su.execute("SELECT id FROM stepup.audit_log ORDER BY id").fetchall()]
+    assert links == list(zip(range(1, 6), ids))
+
+
+def test_entry_of_a_running_transaction_is_sealed_later(fresh):
+    su, app = fresh.connect(), fresh.app()
+    app.execute("BEGIN")
+    app.execute("INSERT INTO payouts VALUES (7, 'x', 'y', 1)")
+    make_entries(fresh, 1)
+    assert scalar(su, "SELECT stepup.seal()") == 1
+    app.execute("COMMIT")
+    assert scalar(su, "SELECT stepup.seal()") == 1
+    assert verify(su) == (True, 2, None, None)
+
+
+@pytest.mark.parametrize("what,statement,bad_index", [
+    ("edit a field", "UPDATE stepup.audit_log SET sub = 'mallory' WHERE id = {ids[2]}", 2),
+    ("edit a value", "UPDATE stepup.audit_log SET new_values = '{{\"amount\": 99}}' WHERE id = {ids[3]}", 3),
+    ("delete a middle entry", "DELETE FROM stepup.audit_log WHERE id = {ids[1]}", 1),
+    ("delete a middle link", "DELETE FROM stepup.audit_chain WHERE entry_id = {ids[1]}", 2),
+    ("swap two links", "UPDATE stepup.audit_chain SET entry_id = -entry_id WHERE seq IN (2, 3); "
+                       "UPDATE stepup.audit_chain c SET entry_id = -o.entry_id, entry_hash = o.entry_hash "
+                       "FROM stepup.audit_chain o WHERE (c.seq, o.seq) IN ((2, 3), (3, 2))", 2),
+    ("edit a link hash", "UPDATE stepup.audit_chain SET link_hash = repeat('0', 64) WHERE seq = 4", 3),
+])
+def test_verify_names_the_tampered_entry(fresh, what, statement, bad_index):
+    su = fresh.connect()
+    make_entries(fresh, 5)
+    su.execute("SELECT stepup.seal()")
+    ids = [r[0] for r in su.execute("SELECT id FROM stepup.audit_log ORDER BY id").fetchall()]
+    assert verify(su)[0] is True
+    tamper(su, statement.format(ids=ids))
+    ok, _, first_bad, reason = verify(su)
+    assert ok is False, what
+    assert first_bad == ids[bad_index], (what, reason)
+
+
+def test_removing_the_newest_entries_fails_against_a_saved_digest(fresh):
+    su = fresh.connect()
+    make_entries(fresh, 3)
+    digest = scalar(su, "SELECT stepup.audit_digest()")
+    assert digest["seq"] == 3 and len(digest["hash"]) == 64 and digest["system_identifier"]
+    make_entries(fresh, 2)
+    assert verify(su, psycopg.types.json.Jsonb(digest))[0] is True
+    tamper(su, "DELETE FROM stepup.audit_chain WHERE seq >= 2")
+    tamper(su, "DELETE FROM stepup.audit_log WHERE id NOT IN (SELECT entry_id FROM stepup.audit_chain)")
+    # Without the digest the shortened chain is self-consistent ...
+    assert verify(su)[:2] == (True, 1)
+    # ... against it, the removal shows.
+    ok, _, first_bad, reason = verify(su, psycopg.types.json.Jsonb(digest))
+    assert ok is False and first_bad == digest["entry_id"] and "no longer holds link 3" in reason
+
+
+def test_verify_and_digest_bad_input(fresh):
+    su = fresh.connect()
+    expect_error(su, "SELECT * FROM stepup.verify_audit('{}')", None, "22023")
+    expect_error(su, "SELECT * FROM stepup.verify_audit('{\"seq\": -1, \"hash\": \"x\"}')", None, "22023")
+    expect_error(su, "SELECT stepup.entry_hash('{a}')", None, "22023")
+    app = fresh.app()
+    expect_error(app, "SELECT * FROM stepup.verify_audit()", None, "42501")
+    expect_error(app, "SELECT stepup.seal()", None, "42501")
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+def test_concurrent_writers_and_a_sealer(fresh):
+    su = fresh.connect()
+    # 38 INSERTs, audited too.
+    su.execute("INSERT INTO payouts SELECT g, 'u', 'DE', g FROM generate_series(3, 40) g")
+    writers, per_writer = 6, 25
+    committed = []
+    stop = threading.Event()
+    errors = []
+
+    def writer(w):
+        conn = fresh.app()
+        n = 0
+        for i in range(per_writer):
+            row = 3 + (w * per_writer + i) % 38
+            try:
+                with conn.transaction():
+                    present(conn, fresh.signer.token())
+                    conn.execute("UPDATE payouts SET amount = amount + 1 WHERE id = %s", [row])
+                    if i % 5 == 4:
+                        raise RuntimeError("roll this one back")
+                n += 1
+            except RuntimeError:
+                pass
+            except psycopg.Error as e:
+                errors.append(e)
+        committed.append(n)
+
+    def sealer():
+        conn = fresh.connect()
+        while not stop.is_set():
+            conn.execute("SELECT stepup.seal()")
+
+    s = threading.Thread(target=sealer)
+    s.start()
+    ws = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for t in ws:
+        t.start()
+    for t in ws:
+        t.join()
+    stop.set()
+    s.join()
+    assert not errors, errors
+    total = sum(committed)
+    assert total == writers * per_writer * 4 // 5
+    ok, linked, bad, reason = verify(su)
+    assert (ok, bad, reason) == (True, None, None)
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log WHERE op = 'UPDATE'") == total
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == total + 38 == linked
+    assert scalar(su, "SELECT count(DISTINCT entry_id) FROM stepup.audit_chain") == total + 38
+
+
+# --- dump and restore -------------------------------------------------------------------------
+
+def test_dump_and_restore_keeps_everything_verifiable(fresh, tmp_path):
+    su = fresh.connect()
+    su.execute("SELECT stepup.define_level('aal4', 4)")
+    make_entries(fresh, 3)
+    digest = scalar(su, "SELECT stepup.audit_digest()")
+    make_entries(fresh, 1)
+    dump = tmp_path / "db.dump"
+    env = dict(os.environ, PGHOST=PGHOST, PGPORT=PGPORT, PGUSER=SUPERUSER)
+    subprocess.run([f"{PG_BIN}/pg_dump", "-Fc", "-f", str(dump), fresh.name], check=True, env=env)
+    target = fresh.name + "_restored"
+    su.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+    subprocess.run([f"{PG_BIN}/pg_restore", "--exit-on-error", "-d", target, str(dump)], check=True, env=env)
+    with psycopg.connect(conninfo(target), autocommit=True) as r:
+        assert verify(r) == (True, 4, None, None)
+        assert verify(r, psycopg.types.json.Jsonb(digest))[0] is True
+        assert scalar(r, "SELECT count(*) FROM stepup.audit_log") == 4
+        assert scalar(r, "SELECT string_agg(name || '=' || rank, ',' ORDER BY rank) FROM stepup.levels") == \
+            "aal1=1,aal2=2,aal3=3,aal4=4"
+        assert scalar(r, "SELECT kid FROM stepup.key_info") == fresh.signer.kid
+        assert scalar(r, "SELECT target::text FROM stepup.policies") == "payouts"
+        # Protection and audit work in the restored database.
+        expect_error(r, "UPDATE payouts SET iban = 'XX' WHERE id = 1", None, "SU001")
+        with r.transaction():
+            present(r, fresh.signer.token(aud=target))
+            r.execute("UPDATE payouts SET iban = 'XX' WHERE id = 1")
+        assert verify(r) == (True, 5, None, None)
