@@ -145,6 +145,18 @@ TABLE transfers;
 \echo '-- 8d. Raising a small transfer into the protected range is protected too: SU001'
 UPDATE transfers SET amount = 20000 WHERE id = 1;
 RESET ROLE;
+
+\echo
+\echo '== 9. The audit: every change to a protected table, with the assertion that authorised it'
+SELECT id, who, "table", op, key, changed_columns, sub, acr FROM stepup.audit_trail ORDER BY id;
+SELECT stepup.seal() AS sealed;
+SELECT * FROM stepup.verify_audit();
+\echo '-- 9a. Nobody edits the audit, not even a superuser: SU005'
+UPDATE stepup.audit_log SET sub = 'mallory';
+\echo '-- 9b. A superuser who switches that off first is caught by verify_audit'
+ALTER TABLE stepup.audit_log DISABLE TRIGGER audit_log_append_only;
+UPDATE stepup.audit_log SET sub = 'mallory' WHERE op = 'UPDATE';
+SELECT * FROM stepup.verify_audit();
 SQL
 echo
 echo "== demo done (cluster in $dir is removed)"

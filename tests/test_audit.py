@@ -344,3 +344,49 @@ def test_dump_and_restore_keeps_everything_verifiable(fresh, tmp_path):
             present(r, fresh.signer.token(aud=target))
             r.execute("UPDATE payouts SET iban = 'XX' WHERE id = 1")
         assert verify(r) == (True, 5, None, None)
+
+
+# --- a third party's verification, from docs/audit-encoding.md alone ---------------------------
+
+def _field(value):
+    if value is None:
+        return b"\x00"
+    data = value.encode()
+    return b"\x01" + len(data).to_bytes(4, "big") + data
+
+
+def _sha(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_python_reimplementation(fresh):
+    su, app = fresh.connect(), fresh.app()
+    app.execute("INSERT INTO payouts VALUES (3, 'Zoë', 'DE ✓', 12345678901234567890.123)")
+    stepped_up(app, fresh.signer.token(amr=["hwk", "otp"]), "UPDATE payouts SET iban = NULL WHERE id = 1")
+    stepped_up(app, fresh.signer.token(), "DELETE FROM payouts WHERE id = 2")
+    su.execute("SELECT stepup.seal()")
+    rows = su.execute("""
+        SELECT l.id, l.entry_hash, stepup.entry_fields(l.id, l.at, l.txid, l.table_name, l.op, l.key,
+                   l.old_digest, l.new_digest, l.changed, l.old_values, l.new_values, l.role_name,
+                   l.session_role, l.application_name, l.client_addr, l.kid, l.jti, l.sub, l.acr,
+                   l.amr, l.auth_time),
+               c.seq, c.entry_hash, c.prev_hash, c.link_hash
+          FROM stepup.audit_chain c JOIN stepup.audit_log l ON l.id = c.entry_id ORDER BY c.seq""").fetchall()
+    assert len(rows) == 3
+    prev = "0" * 64
+    for seq_expected, (entry_id, stored, fields, seq, link_entry, prev_hash, link) in enumerate(rows, 1):
+        assert len(fields) == 21
+        assert _sha(b"pg_stepup entry v1\n" + b"".join(_field(f) for f in fields)) == stored == link_entry
+        assert seq == seq_expected and prev_hash == prev
+        assert _sha(b"pg_stepup link v1\n" + _field(str(seq)) + _field(str(entry_id))
+                    + _field(stored) + _field(prev_hash)) == link
+        prev = link
+    # The row digest, from the row's text output under the documented settings.
+    su.execute("SET TimeZone = 'UTC'")
+    values = su.execute("SELECT id::text, owner, iban, amount::text FROM payouts WHERE id = 3").fetchone()
+    cols = list(zip(["id", "owner", "iban", "amount"], values))
+    cols.sort(key=lambda c: c[0].encode())
+    expected = _sha(b"pg_stepup row v1\n" + len(cols).to_bytes(4, "big")
+                    + b"".join(_field(n) + _field(v) for n, v in cols))
+    assert expected == scalar(su, "SELECT new_digest FROM stepup.audit_log WHERE op = 'INSERT'")

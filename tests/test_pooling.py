@@ -120,3 +120,23 @@ def test_session_scope_is_unsafe_behind_transaction_pooling(bouncer, hs):
         assert backend_pid(b) == pid_a
         inherited = scalar(b, "SELECT stepup.satisfied('aal2', '5 minutes')")
     assert inherited is (not bouncer.resets)
+
+
+def test_protected_write_after_another_clients_step_up(bouncer, hs, su):
+    """Client A steps up and writes a protected row; client B, served by the
+    same server backend right after, tries a protected write: SU001."""
+    table = f"public.pooled_{os.getpid()}_{int(time.time() * 1000) % 100000}"
+    su.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, iban text)")
+    su.execute(f"INSERT INTO {table} VALUES (1, 'DE1')")
+    su.execute("SELECT stepup.protect(%s)", [table])
+    a, b = bouncer(), bouncer()
+    with a.transaction():
+        a.execute("SELECT stepup.present(%s)", [hs.token()])
+        assert a.execute(f"UPDATE {table} SET iban = 'A' WHERE id = 1").rowcount == 1
+        pid_a = backend_pid(a)
+    with pytest.raises(psycopg.Error) as caught:
+        with b.transaction():
+            assert backend_pid(b) == pid_a
+            b.execute(f"UPDATE {table} SET iban = 'B' WHERE id = 1")
+    assert caught.value.sqlstate == "SU001"
+    assert scalar(su, f"SELECT iban FROM {table}") == "A"
