@@ -7,9 +7,9 @@
 use pgrx::prelude::*;
 
 use crate::changes::qualified_name;
-use crate::policy::{Op, Policy};
+use crate::policy::Op;
 use crate::raise::{raise, Code, LogFields, Rejection};
-use crate::requirement::Unmet;
+use crate::requirement::{Requirement, Unmet};
 use crate::rows::{self, Row};
 use crate::{catalog, digest, gate, held, replay};
 
@@ -27,7 +27,8 @@ fn guard<'a>(
 fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
     let rel = td.tg_relation;
     let relid = unsafe { (*rel).rd_id };
-    let table = qualified_name(relid);
+    // Looked up only for a rejection: the passing path stays allocation-light.
+    let table = || qualified_name(relid);
     let op = match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
         pg_sys::TRIGGER_EVENT_INSERT => Op::Insert,
         pg_sys::TRIGGER_EVENT_UPDATE => Op::Update,
@@ -36,7 +37,7 @@ fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
     };
     let snapshot = catalog::snapshot();
     let Some(policy) = snapshot.policies.get(&relid) else {
-        return Some(no_policy(table, op));
+        return Some(no_policy(table(), op));
     };
     if !policy.gates(op) {
         return None;
@@ -64,14 +65,7 @@ fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
         }
     }
     let req = policy.requirement(&snapshot);
-    let refuse = |unmet: Unmet| {
-        Some(gate::step_up_required(
-            &req,
-            &unmet,
-            table.clone(),
-            op.name(),
-        ))
-    };
+    let refuse = |unmet: Unmet| Some(gate::step_up_required(&req, &unmet, table(), op.name()));
     if let Err(unmet) = gate::evaluate(&req) {
         return refuse(unmet);
     }
@@ -95,12 +89,12 @@ fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
         }
     }
     if policy.bind_change {
-        if let Some(r) = unbound_change(policy, table.clone(), op, old, new, &claims.chg) {
+        if let Some(r) = unbound_change(&req, table(), op, old, new, &claims.chg) {
             return Some(r);
         }
     }
     if policy.one_time && !replay::spend(claims) {
-        let mut r = gate::step_up_required(&req, &Unmet::NoAssertion, table, op.name());
+        let mut r = gate::step_up_required(&req, &Unmet::NoAssertion, table(), op.name());
         r.code = Code::Replayed;
         r.message = "step-up assertion already used".into();
         r.detail = format!("jti \"{}\" was spent by an earlier transaction", claims.jti);
@@ -113,7 +107,7 @@ fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
 
 /// SU004 unless the assertion's `chg` holds this row change's digest.
 fn unbound_change(
-    policy: &Policy,
+    req: &Requirement,
     table: Option<String>,
     op: Op,
     old: Option<Row>,
@@ -134,8 +128,7 @@ fn unbound_change(
     if expected.as_ref().is_some_and(|d| chg.contains(d)) {
         return None;
     }
-    let req = policy.requirement(&catalog::snapshot());
-    let mut r = gate::step_up_required(&req, &Unmet::NoAssertion, table, op.name());
+    let mut r = gate::step_up_required(req, &Unmet::NoAssertion, table, op.name());
     r.code = Code::ChangeNotAuthorised;
     r.message = "change not authorised by the step-up assertion".into();
     r.detail = match &expected {

@@ -55,7 +55,7 @@ impl Row {
     }
 
     /// Every live column as (name, text output), the output taken under the
-    /// caller's settings (see [`ROW_SETTINGS`]).
+    /// caller's settings (see [`OUTPUT_SETTINGS`]).
     pub fn column_texts(&self) -> Vec<(String, Option<String>)> {
         let desc = unsafe { PgTupleDesc::from_pg_unchecked(self.desc()) };
         let mut out = Vec::with_capacity(desc.len());
@@ -138,7 +138,7 @@ pub fn in_filter(row: Row, filter: &str) -> bool {
 /// The row as `to_jsonb` renders it with TimeZone UTC and the default
 /// output settings: what `stepup.change_digest` callers are told to send.
 pub fn as_json(row: Row) -> Map<String, Value> {
-    let json = pinned(JSON_SETTINGS, || {
+    let json = pinned(OUTPUT_SETTINGS, || {
         query_one::<JsonB>("SELECT pg_catalog.to_jsonb($1)", row)
     });
     match json {
@@ -147,11 +147,9 @@ pub fn as_json(row: Row) -> Map<String, Value> {
     }
 }
 
-/// Output settings under which rows are rendered for digests and for the
-/// audit: the same text whatever the session's settings.
-pub const ROW_SETTINGS: &[(&CStr, &CStr)] = JSON_SETTINGS;
-
-const JSON_SETTINGS: &[(&CStr, &CStr)] = &[
+/// Output settings under which rows are rendered (to_jsonb, digests, the
+/// audit): the same text whatever the session's settings.
+pub const OUTPUT_SETTINGS: &[(&CStr, &CStr)] = &[
     (c"search_path", c"pg_catalog, pg_temp"),
     (c"TimeZone", c"UTC"),
     (c"DateStyle", c"ISO, MDY"),
@@ -211,11 +209,9 @@ pub fn key_columns(rel: pg_sys::Relation) -> Vec<String> {
 
 /// Runs a kept one-parameter plan over `row`; the first column of its row.
 fn query_one<T: FromDatum + IntoDatum>(sql: &str, row: Row) -> Option<T> {
-    let reltype = unsafe { (*(*row.rel).rd_rel).reltype };
-    Spi::connect(|client| {
-        let key = format!("{}:{sql}", u32::from(reltype));
-        let args = [row.datum()];
-        with_plan(client, &key, sql, reltype, |plan| {
+    let args = [row.datum()];
+    Spi::connect_mut(|client| {
+        with_kept(client, sql, &args, |client, plan| {
             client
                 .select(plan, Some(1), &args)
                 .ok()?
@@ -227,40 +223,35 @@ fn query_one<T: FromDatum + IntoDatum>(sql: &str, row: Row) -> Option<T> {
     })
 }
 
-/// Runs a mutating statement through a plan kept per backend (keyed by
-/// its text and argument types); how many rows it processed.
+/// Runs a mutating statement through a kept plan; how many rows it processed.
 pub fn update_kept(sql: &str, args: &[DatumWithOid]) -> Option<usize> {
-    let types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
-    let key = format!("{types:?}:{sql}");
     Spi::connect_mut(|client| {
-        let cached = PLANS.with(|p| p.borrow_mut().remove(&key));
-        let plan = match cached {
-            Some(plan) => plan,
-            None => {
-                let types: Vec<PgOid> = types.iter().map(|t| PgOid::from(*t)).collect();
-                client.prepare_mut(sql, &types).ok()?.keep()
-            }
-        };
-        let result = client.update(&plan, None, args).map(|t| t.len()).ok();
-        PLANS.with(|p| p.borrow_mut().insert(key, plan));
-        result
+        with_kept(client, sql, args, |client, plan| {
+            client.update(plan, None, args).map(|t| t.len()).ok()
+        })
     })
 }
 
-fn with_plan<R>(
-    client: &SpiClient<'_>,
-    key: &str,
+/// Hands `f` the plan of `sql` for these argument types, prepared once per
+/// backend and kept (Postgres replans it when the tables it reads change).
+fn with_kept<'conn, R>(
+    client: &mut SpiClient<'conn>,
     sql: &str,
-    arg_type: pg_sys::Oid,
-    f: impl FnOnce(&OwnedPreparedStatement) -> Option<R>,
+    args: &[DatumWithOid],
+    f: impl FnOnce(&mut SpiClient<'conn>, &OwnedPreparedStatement) -> Option<R>,
 ) -> Option<R> {
-    let cached = PLANS.with(|p| p.borrow_mut().remove(key));
+    let types: Vec<pg_sys::Oid> = args.iter().map(|a| a.oid()).collect();
+    let key = format!("{types:?}:{sql}");
+    let cached = PLANS.with(|p| p.borrow_mut().remove(&key));
     let plan = match cached {
         Some(plan) => plan,
-        None => client.prepare(sql, &[PgOid::from(arg_type)]).ok()?.keep(),
+        None => {
+            let types: Vec<PgOid> = types.iter().map(|t| PgOid::from(*t)).collect();
+            client.prepare_mut(sql, &types).ok()?.keep()
+        }
     };
-    let result = f(&plan);
-    PLANS.with(|p| p.borrow_mut().insert(key.to_string(), plan));
+    let result = f(client, &plan);
+    PLANS.with(|p| p.borrow_mut().insert(key, plan));
     result
 }
 

@@ -85,7 +85,7 @@ fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
         );
     }
     let digest = rows::with_json_row(rel, row_data, |row: Row| {
-        rows::pinned(rows::ROW_SETTINGS, || {
+        rows::pinned(rows::OUTPUT_SETTINGS, || {
             encoding::row_digest(&row.column_texts())
         })
     });

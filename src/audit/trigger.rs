@@ -13,8 +13,9 @@ use crate::changes::qualified_name;
 use crate::rows::{self, Row};
 use crate::{held, owner};
 
-/// Everything of the entry but what SQL renders (id, key, changed columns and
-/// their values, application_name, client address) and the hash over all of it.
+/// Everything of the entry but what SQL renders (id, primary key, changed
+/// columns and their values, application_name, client address) and the hash
+/// over all of it: one statement per row change.
 const INSERT_ENTRY: &str = r#"
 INSERT INTO stepup.audit_log (id, at, txid, table_name, op, key, old_digest, new_digest, changed,
     old_values, new_values, role_name, session_role, application_name, client_addr,
@@ -25,7 +26,9 @@ SELECT e.*, stepup.entry_hash(stepup.entry_fields(e.id, e.at, e.txid, e.table_na
         e.auth_time))
   FROM (SELECT nextval('stepup.audit_log_id_seq'::regclass) AS id,
                $3::timestamptz AS at, $4::bigint AS txid, $5::text AS table_name, $6::text AS op,
-               (SELECT jsonb_object_agg(k, coalesce(j.o, j.n) -> k) FROM unnest($7::text[]) AS k) AS key,
+               (SELECT jsonb_object_agg(a.attname, coalesce(j.o, j.n) -> a.attname::text)
+                  FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                 WHERE i.indrelid = $7::oid AND i.indisprimary) AS key,
                $8::text AS old_digest, $9::text AS new_digest, c.changed,
                CASE WHEN j.o IS NOT NULL THEN
                    (SELECT coalesce(jsonb_object_agg(k, j.o -> k), '{}') FROM unnest(c.changed) AS k)
@@ -62,9 +65,6 @@ fn write_entry(td: &pg_sys::TriggerData) {
         _ => return,
     };
     let (reltype, relid) = unsafe { ((*(*rel).rd_rel).reltype, (*rel).rd_id) };
-    let digest = |r: Option<Row>| r.map(|r| row_digest(&r.column_texts()));
-    let (old_digest, new_digest) = rows::pinned(rows::ROW_SETTINGS, || (digest(old), digest(new)));
-    let key_columns = rows::key_columns(rel);
     let held = held::current();
     let claims = held.as_ref().map(|h| &h.claims);
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
@@ -77,26 +77,28 @@ fn write_entry(td: &pg_sys::TriggerData) {
         TimestampWithTimeZone::try_from(pg_us).ok()
     });
     let as_row = |r: Option<Row>| r.map_or(DatumWithOid::null_oid(reltype), |r| r.datum());
-    let args: [DatumWithOid; 17] = [
-        as_row(old),
-        as_row(new),
-        TimestampWithTimeZone::try_from(now).ok().into(),
-        i64::try_from(txid).unwrap_or(i64::MAX).into(),
-        qualified_name(relid).unwrap_or_default().into(),
-        op.into(),
-        key_columns.into(),
-        old_digest.into(),
-        new_digest.into(),
-        user_name(unsafe { pg_sys::GetUserId() }).into(),
-        user_name(unsafe { pg_sys::GetSessionUserId() }).into(),
-        claims.map(|c| c.kid.clone()).into(),
-        claims.map(|c| c.jti.clone()).into(),
-        claims.map(|c| c.sub.clone()).into(),
-        claims.map(|c| c.acr.clone()).into(),
-        claims.map(|c| c.amr.clone()).into(),
-        auth_time.into(),
-    ];
-    let written = rows::pinned(rows::ROW_SETTINGS, || {
+    // One settings switch per row, for the row digests and the entry's values.
+    let written = rows::pinned(rows::OUTPUT_SETTINGS, || {
+        let digest = |r: Option<Row>| r.map(|r| row_digest(&r.column_texts()));
+        let args: [DatumWithOid; 17] = [
+            as_row(old),
+            as_row(new),
+            TimestampWithTimeZone::try_from(now).ok().into(),
+            i64::try_from(txid).unwrap_or(i64::MAX).into(),
+            qualified_name(relid).unwrap_or_default().into(),
+            op.into(),
+            unsafe { DatumWithOid::new(relid, pg_sys::OIDOID) },
+            digest(old).into(),
+            digest(new).into(),
+            user_name(unsafe { pg_sys::GetUserId() }).into(),
+            user_name(unsafe { pg_sys::GetSessionUserId() }).into(),
+            claims.map(|c| c.kid.clone()).into(),
+            claims.map(|c| c.jti.clone()).into(),
+            claims.map(|c| c.sub.clone()).into(),
+            claims.map(|c| c.acr.clone()).into(),
+            claims.map(|c| c.amr.clone()).into(),
+            auth_time.into(),
+        ];
         owner::as_owner(|| rows::update_kept(INSERT_ENTRY, &args))
     });
     if written != Some(1) {
