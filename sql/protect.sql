@@ -298,10 +298,14 @@ BEGIN
     IF to_regclass('stepup.protected') IS NULL THEN
         RETURN;
     END IF;
-    FOR d IN SELECT o.objid, o.object_identity FROM pg_event_trigger_dropped_objects() AS o
-              WHERE o.classid = 'pg_class'::regclass AND o.objsubid = 0
+    -- A dropped column destroys that column of every row without firing a
+    -- row trigger: it needs the table's step-up like DROP TABLE does.
+    FOR d IN SELECT o.objid, o.objsubid, o.object_type, o.object_identity
+               FROM pg_event_trigger_dropped_objects() AS o
+              WHERE o.classid = 'pg_class'::regclass
                 AND o.objid IN (SELECT p.target::oid FROM stepup.protected p) LOOP
-        PERFORM stepup.allow_ddl(d.objid::regclass, 'table ' || d.object_identity, true);
+        PERFORM stepup.allow_ddl(d.objid::regclass, d.object_type || ' ' || d.object_identity,
+                                 d.objsubid = 0);
     END LOOP;
 END
 $$;
