@@ -30,6 +30,9 @@ pub struct Snapshot {
     pub levels: HashMap<String, i32>,
     /// Protected tables by relation OID.
     pub policies: HashMap<pg_sys::Oid, Policy>,
+    /// Owner of the catalog (of stepup.protected), whom owner::as_owner
+    /// becomes; InvalidOid if the catalog is missing.
+    pub owner: pg_sys::Oid,
 }
 
 thread_local! {
@@ -135,7 +138,22 @@ fn load() -> Snapshot {
             levels.insert(name, rank);
         }
     });
+    let owner = if protected_oid == pg_sys::InvalidOid {
+        pg_sys::InvalidOid
+    } else {
+        unsafe {
+            let rel = pg_sys::RelationIdGetRelation(protected_oid);
+            if rel.is_null() {
+                pg_sys::InvalidOid
+            } else {
+                let owner = (*(*rel).rd_rel).relowner;
+                pg_sys::RelationClose(rel);
+                owner
+            }
+        }
+    };
     Snapshot {
+        owner,
         keys,
         levels,
         policies,

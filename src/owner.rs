@@ -39,15 +39,9 @@ pub fn run(sql: &str, args: &[DatumWithOid]) -> usize {
 }
 
 fn catalog_owner() -> pg_sys::Oid {
-    let relid = catalog::relid(c"protected");
-    if relid == pg_sys::InvalidOid {
+    let owner = catalog::snapshot().owner;
+    if owner == pg_sys::InvalidOid {
         error!("pg_stepup: catalog table stepup.protected is missing; reinstall the extension");
     }
-    unsafe {
-        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-        let rel = pg_sys::table_open(relid, lock);
-        let owner = (*(*rel).rd_rel).relowner;
-        pg_sys::table_close(rel, lock);
-        owner
-    }
+    owner
 }

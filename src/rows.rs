@@ -13,8 +13,13 @@ use pgrx::{JsonB, PgOid, PgTupleDesc};
 use serde_json::{Map, Value};
 
 unsafe extern "C-unwind" {
-    fn datumIsEqual(value1: pg_sys::Datum, value2: pg_sys::Datum, by_val: bool, len: c_int)
-        -> bool;
+    /// Same stored value, looking through TOAST and compression.
+    fn datum_image_eq(
+        value1: pg_sys::Datum,
+        value2: pg_sys::Datum,
+        by_val: bool,
+        len: c_int,
+    ) -> bool;
 }
 
 thread_local! {
@@ -95,29 +100,57 @@ impl Row {
     }
 }
 
-/// Does `new` differ from `old` in any of `columns`? Binary comparison, as
-/// Postgres itself decides whether an UPDATE changed a column. A column that
-/// no longer exists counts as changed (fail closed).
+/// Does `new` differ from `old` in any of `columns`? Compared as stored
+/// values (binary image), as Postgres itself decides whether an UPDATE
+/// changed a column. A column that no longer exists counts as changed (fail
+/// closed).
 pub fn changes_any(old: Row, new: Row, columns: &[String]) -> bool {
-    let desc = unsafe { PgTupleDesc::from_pg_unchecked(old.desc()) };
     columns.iter().any(|c| {
-        let Some(n) = old.attnum(c) else {
-            return true;
-        };
-        let Some(attr) = usize::try_from(n - 1).ok().and_then(|i| desc.get(i)) else {
-            return true;
-        };
-        unsafe {
-            let (mut old_null, mut new_null) = (false, false);
-            let a = pg_sys::SPI_getbinval(old.tuple, old.desc(), n, &mut old_null);
-            let b = pg_sys::SPI_getbinval(new.tuple, new.desc(), n, &mut new_null);
-            match (old_null, new_null) {
-                (true, true) => false,
-                (false, false) => !datumIsEqual(a, b, attr.attbyval, attr.attlen.into()),
-                _ => true,
-            }
-        }
+        old.attnum(c)
+            .and_then(|n| usize::try_from(n - 1).ok())
+            .is_none_or(|i| differs(old, new, i))
     })
+}
+
+/// Names of the live columns `new` changed from `old` (every live column
+/// when either is missing), sorted bytewise.
+pub fn changed_columns(old: Option<Row>, new: Option<Row>) -> Vec<String> {
+    let Some(any) = old.or(new) else {
+        return Vec::new();
+    };
+    let desc = unsafe { PgTupleDesc::from_pg_unchecked(any.desc()) };
+    let mut names: Vec<String> = desc
+        .iter()
+        .enumerate()
+        .filter(|(i, attr)| {
+            !attr.attisdropped
+                && match (old, new) {
+                    (Some(o), Some(n)) => differs(o, n, *i),
+                    _ => true,
+                }
+        })
+        .map(|(_, attr)| attr.name().to_string())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// Does column `i` (0-based) hold a different value in `new` than in `old`?
+fn differs(old: Row, new: Row, i: usize) -> bool {
+    let desc = unsafe { PgTupleDesc::from_pg_unchecked(old.desc()) };
+    let (Some(attr), Ok(n)) = (desc.get(i), c_int::try_from(i + 1)) else {
+        return true;
+    };
+    unsafe {
+        let (mut old_null, mut new_null) = (false, false);
+        let a = pg_sys::SPI_getbinval(old.tuple, old.desc(), n, &mut old_null);
+        let b = pg_sys::SPI_getbinval(new.tuple, new.desc(), n, &mut new_null);
+        match (old_null, new_null) {
+            (true, true) => false,
+            (false, false) => !datum_image_eq(a, b, attr.attbyval, attr.attlen.into()),
+            _ => true,
+        }
+    }
 }
 
 /// Is the row inside the policy's row filter? Evaluated as the current
@@ -189,22 +222,52 @@ pub fn with_json_row<R>(rel: pg_sys::Relation, json: &str, f: impl FnOnce(Row) -
     })
 }
 
-/// Names of the primary key columns of `rel` (empty if it has none).
+/// Names of the primary key columns of `rel` (empty if it has none), from
+/// the relation cache.
 pub fn key_columns(rel: pg_sys::Relation) -> Vec<String> {
-    let relid = unsafe { (*rel).rd_id };
-    let sql = "SELECT a.attname::text FROM pg_catalog.pg_index i \
-               JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
-                AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey) \
-               WHERE i.indrelid OPERATOR(pg_catalog.=) $1 AND i.indisprimary";
-    Spi::connect(|client| {
-        let args = [unsafe { DatumWithOid::new(relid, pg_sys::OIDOID) }];
-        let Ok(table) = client.select(sql, None, &args) else {
-            return Vec::new();
-        };
-        table
-            .filter_map(|r| r.get::<String>(1).ok().flatten())
-            .collect()
-    })
+    unsafe {
+        let keys = pg_sys::RelationGetIndexAttrBitmap(
+            rel,
+            pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_PRIMARY_KEY,
+        );
+        let desc = PgTupleDesc::from_pg_unchecked((*rel).rd_att);
+        let names = desc
+            .iter()
+            .enumerate()
+            .filter(|(i, attr)| {
+                let bit = c_int::try_from(*i + 1)
+                    .map(|n| n - pg_sys::FirstLowInvalidHeapAttributeNumber)
+                    .unwrap_or(-1);
+                !attr.attisdropped && bit >= 0 && pg_sys::bms_is_member(bit, keys)
+            })
+            .map(|(_, attr)| attr.name().to_string())
+            .collect();
+        pg_sys::bms_free(keys);
+        names
+    }
+}
+
+/// The row as `to_jsonb(row)` renders it under the caller's settings (see
+/// [`OUTPUT_SETTINGS`]), without going through SQL: to_jsonb is called
+/// directly, told the row type as a planner would tell it.
+pub fn to_jsonb(row: Row) -> pg_sys::Datum {
+    unsafe {
+        let reltype = (*(*row.rel).rd_rel).reltype;
+        let mut flinfo = std::mem::zeroed::<pg_sys::FmgrInfo>();
+        pg_sys::fmgr_info(pg_sys::Oid::from(pg_sys::F_TO_JSONB), &mut flinfo);
+        let arg = pg_sys::makeNullConst(reltype, -1, pg_sys::InvalidOid);
+        flinfo.fn_expr = pg_sys::makeFuncExpr(
+            pg_sys::Oid::from(pg_sys::F_TO_JSONB),
+            pg_sys::JSONBOID,
+            pg_sys::lappend(std::ptr::null_mut(), arg.cast()),
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+        )
+        .cast();
+        let value = pg_sys::heap_copy_tuple_as_datum(row.tuple, row.desc());
+        pg_sys::FunctionCall1Coll(&mut flinfo, pg_sys::InvalidOid, value)
+    }
 }
 
 /// Runs a kept one-parameter plan over `row`; the first column of its row.
@@ -260,6 +323,11 @@ fn with_kept<'conn, R>(
 pub fn pinned<R>(settings: &[(&CStr, &CStr)], f: impl FnOnce() -> R) -> R {
     let nest = unsafe { pg_sys::NewGUCNestLevel() };
     for (name, value) in settings {
+        // Already so (the common case): nothing to switch.
+        let current = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+        if !current.is_null() && unsafe { CStr::from_ptr(current) } == *value {
+            continue;
+        }
         unsafe {
             pg_sys::set_config_option(
                 name.as_ptr(),

@@ -390,3 +390,56 @@ def test_python_reimplementation(fresh):
     expected = _sha(b"pg_stepup row v1\n" + len(cols).to_bytes(4, "big")
                     + b"".join(_field(n) + _field(v) for n, v in cols))
     assert expected == scalar(su, "SELECT new_digest FROM stepup.audit_log WHERE op = 'INSERT'")
+
+
+# --- the writer renders entries exactly as SQL does ---------------------------------
+
+AWKWARD = '''CREATE TABLE public.awkward (
+    "id, ""k""" int, part text, "NULL" text, "a b" numeric, "{x}" float8, t timestamptz,
+    i interval, b bytea, j jsonb, arr int[], "ünï" text, flag bool, d date,
+    PRIMARY KEY ("id, ""k""", part))'''
+
+
+def test_entries_match_sql_rendering_for_awkward_types_and_names(fresh):
+    """The trigger builds each entry in Rust; SQL (to_jsonb, entry_fields,
+    entry_hash) must agree on every field for types whose text depends on
+    settings and for column names that array output has to quote."""
+    su = fresh.connect()
+    su.execute(AWKWARD)
+    su.execute("SELECT stepup.protect('public.awkward', operations => '{DELETE}')")
+    for tz, style, digits in [("Pacific/Chatham", "SQL, DMY", "3"), ("UTC", "ISO, MDY", "0")]:
+        c = fresh.connect(options=f"-c TimeZone={tz} -c DateStyle={style.replace(' ', '')} "
+                                  f"-c extra_float_digits={digits} -c IntervalStyle=sql_standard")
+        c.execute("""INSERT INTO public.awkward VALUES (1, %s, 'NULL', 1.50, 0.1, '2026-03-04 05:06:07.891+13',
+                     '1 day 2 hours', '\\x00ff', '{"z": 1, "a": [1.0, null]}', '{1,NULL,3}', 'é"\\', true,
+                     '2026-01-02')""", [tz])
+        c.execute("""UPDATE public.awkward SET "a b" = 1.500, "{x}" = 1e-7, t = t + interval '1 us',
+                     j = '{"k": "tab\\tq\\"uote"}', "ünï" = NULL WHERE part = %s""", [tz])
+        c.execute("UPDATE public.awkward SET \"a b\" = \"a b\" WHERE part = %s", [tz])
+    with su.transaction():
+        present(su, fresh.signer.token())
+        su.execute("DELETE FROM public.awkward")
+    rows = su.execute("""
+        SELECT l.op, l.changed, l.key, l.old_values, l.new_values,
+               l.entry_hash = stepup.entry_hash(stepup.entry_fields(l.id, l.at, l.txid, l.table_name,
+                   l.op, l.key, l.old_digest, l.new_digest, l.changed, l.old_values, l.new_values,
+                   l.role_name, l.session_role, l.application_name, l.client_addr, l.kid, l.jti,
+                   l.sub, l.acr, l.amr, l.auth_time))
+          FROM stepup.audit_log l WHERE l.table_name = 'public.awkward' ORDER BY l.id""").fetchall()
+    assert [r[0] for r in rows] == ["INSERT", "UPDATE", "UPDATE", "INSERT", "UPDATE", "UPDATE",
+                                    "DELETE", "DELETE"]
+    assert all(r[5] for r in rows), "an entry hash differs from SQL's rendering"
+    every = sorted(['id, "k"', "part", "NULL", "a b", "{x}", "t", "i", "b", "j", "arr", "ünï", "flag", "d"],
+                   key=lambda s: s.encode())
+    assert rows[0][1] == every and rows[6][1] == every
+    # numeric 1.50 -> 1.500 is a change of the stored value; a = a is not.
+    assert rows[1][1] == sorted(["a b", "{x}", "t", "j", "ünï"], key=lambda s: s.encode())
+    assert rows[2][1] == [] and rows[2][3] == {} and rows[2][4] == {}
+    assert rows[0][2] == {'id, "k"': 1, "part": "Pacific/Chatham"}
+    # Values as to_jsonb renders them in UTC with default float digits, whatever the session had.
+    new = rows[0][4]
+    assert new["t"] == "2026-03-03T16:06:07.891+00:00" and new["i"] == "1 day 02:00:00"
+    assert new["{x}"] == 0.1 and new["b"] == "\\x00ff" and new["arr"] == [1, None, 3]
+    assert new["ünï"] == 'é"\\' and new["NULL"] == "NULL" and new["d"] == "2026-01-02"
+    assert rows[4][4]["t"] == "2026-03-03T16:06:07.891001+00:00"
+    assert verify(su)[:3] == (True, 8, None)

@@ -4,6 +4,7 @@
 
 mod chain;
 mod encoding;
+mod entry;
 mod trigger;
 mod verify;
 

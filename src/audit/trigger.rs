@@ -3,49 +3,29 @@
 //! DELETE, whether or not the operation needs step-up, in the same
 //! transaction. Writers only insert: they never wait for each other or for
 //! the sealer.
+//!
+//! The entry is built here, values and hash, and inserted with one kept
+//! plan of plain parameters: no SQL rendering per row.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
-use super::encoding::row_digest;
+use super::encoding::{entry_hash, row_digest};
+use super::entry::{self, Values};
 use crate::catalog::PG_EPOCH_OFFSET_US;
 use crate::changes::qualified_name;
 use crate::rows::{self, Row};
 use crate::{held, owner};
 
-/// Everything of the entry but what SQL renders (id, primary key, changed
-/// columns and their values, application_name, client address) and the hash
-/// over all of it: one statement per row change.
-const INSERT_ENTRY: &str = r#"
-INSERT INTO stepup.audit_log (id, at, txid, table_name, op, key, old_digest, new_digest, changed,
-    old_values, new_values, role_name, session_role, application_name, client_addr,
-    kid, jti, sub, acr, amr, auth_time, entry_hash)
-SELECT e.*, stepup.entry_hash(stepup.entry_fields(e.id, e.at, e.txid, e.table_name, e.op, e.key,
-        e.old_digest, e.new_digest, e.changed, e.old_values, e.new_values, e.role_name,
-        e.session_role, e.application_name, e.client_addr, e.kid, e.jti, e.sub, e.acr, e.amr,
-        e.auth_time))
-  FROM (SELECT nextval('stepup.audit_log_id_seq'::regclass) AS id,
-               $3::timestamptz AS at, $4::bigint AS txid, $5::text AS table_name, $6::text AS op,
-               (SELECT jsonb_object_agg(a.attname, coalesce(j.o, j.n) -> a.attname::text)
-                  FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                 WHERE i.indrelid = $7::oid AND i.indisprimary) AS key,
-               $8::text AS old_digest, $9::text AS new_digest, c.changed,
-               CASE WHEN j.o IS NOT NULL THEN
-                   (SELECT coalesce(jsonb_object_agg(k, j.o -> k), '{}') FROM unnest(c.changed) AS k)
-               END AS old_values,
-               CASE WHEN j.n IS NOT NULL THEN
-                   (SELECT coalesce(jsonb_object_agg(k, j.n -> k), '{}') FROM unnest(c.changed) AS k)
-               END AS new_values,
-               $10::text AS role_name, $11::text AS session_role,
-               current_setting('application_name') AS application_name,
-               inet_client_addr() AS client_addr,
-               $12::text AS kid, $13::text AS jti, $14::text AS sub, $15::text AS acr,
-               $16::text[] AS amr, $17::timestamptz AS auth_time
-          FROM (SELECT to_jsonb($1) AS o, to_jsonb($2) AS n) AS j,
-               LATERAL (SELECT ARRAY(SELECT k FROM jsonb_object_keys(coalesce(j.n, j.o)) AS k
-                                      WHERE j.o IS NULL OR j.n IS NULL OR (j.o -> k) IS DISTINCT FROM (j.n -> k)
-                                      ORDER BY k COLLATE "C") AS changed) AS c) AS e
-"#;
+const INSERT_ENTRY: &str = "INSERT INTO stepup.audit_log (id, at, txid, table_name, op, key, \
+    old_digest, new_digest, changed, old_values, new_values, role_name, session_role, \
+    application_name, client_addr, kid, jti, sub, acr, amr, auth_time, entry_hash) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+    $19, $20, $21, $22)";
+
+unsafe extern "C-unwind" {
+    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
+}
 
 #[pg_trigger]
 fn audit<'a>(
@@ -64,46 +44,119 @@ fn write_entry(td: &pg_sys::TriggerData) {
         pg_sys::TRIGGER_EVENT_DELETE => ("DELETE", row(td.tg_trigtuple), None),
         _ => return,
     };
-    let (reltype, relid) = unsafe { ((*(*rel).rd_rel).reltype, (*rel).rd_id) };
+    let relid = unsafe { (*rel).rd_id };
     let held = held::current();
     let claims = held.as_ref().map(|h| &h.claims);
+    let text = |s: Option<&str>| s.and_then(|s| s.into_datum());
+    let micros = |us: Option<i64>| us.map(pg_sys::Datum::from);
+    // Rendered under one settings switch per row: digests and to_jsonb.
+    let (old_digest, new_digest, key, changed, old_values, new_values) =
+        rows::pinned(rows::OUTPUT_SETTINGS, || {
+            let digest = |r: Option<Row>| r.map(|r| row_digest(&r.column_texts()));
+            let changed = rows::changed_columns(old, new);
+            let (old_json, new_json) = (old.map(rows::to_jsonb), new.map(rows::to_jsonb));
+            let keys = rows::key_columns(rel);
+            let key = (!keys.is_empty())
+                .then(|| old_json.or(new_json).map(|j| only(j, rel, &keys)))
+                .flatten();
+            (
+                digest(old),
+                digest(new),
+                key,
+                changed.clone(),
+                old_json.map(|j| only(j, rel, &changed)),
+                new_json.map(|j| only(j, rel, &changed)),
+            )
+        });
+    let id = unsafe { nextval_internal(sequence(), false) };
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let txid = unsafe { pg_sys::GetTopFullTransactionId().value };
     let auth_time = claims.and_then(|c| {
-        let pg_us = c
-            .auth_time
+        c.auth_time
             .checked_mul(1_000_000)?
-            .checked_sub(PG_EPOCH_OFFSET_US)?;
-        TimestampWithTimeZone::try_from(pg_us).ok()
+            .checked_sub(PG_EPOCH_OFFSET_US)
     });
-    let as_row = |r: Option<Row>| r.map_or(DatumWithOid::null_oid(reltype), |r| r.datum());
-    // One settings switch per row, for the row digests and the entry's values.
-    let written = rows::pinned(rows::OUTPUT_SETTINGS, || {
-        let digest = |r: Option<Row>| r.map(|r| row_digest(&r.column_texts()));
-        let args: [DatumWithOid; 17] = [
-            as_row(old),
-            as_row(new),
-            TimestampWithTimeZone::try_from(now).ok().into(),
-            i64::try_from(txid).unwrap_or(i64::MAX).into(),
-            qualified_name(relid).unwrap_or_default().into(),
-            op.into(),
-            unsafe { DatumWithOid::new(relid, pg_sys::OIDOID) },
-            digest(old).into(),
-            digest(new).into(),
-            user_name(unsafe { pg_sys::GetUserId() }).into(),
-            user_name(unsafe { pg_sys::GetSessionUserId() }).into(),
-            claims.map(|c| c.kid.clone()).into(),
-            claims.map(|c| c.jti.clone()).into(),
-            claims.map(|c| c.sub.clone()).into(),
-            claims.map(|c| c.acr.clone()).into(),
-            claims.map(|c| c.amr.clone()).into(),
-            auth_time.into(),
-        ];
-        owner::as_owner(|| rows::update_kept(INSERT_ENTRY, &args))
-    });
+    let table = qualified_name(relid).unwrap_or_default();
+    let values: Values = [
+        Some(pg_sys::Datum::from(id)),
+        micros(Some(now)),
+        Some(pg_sys::Datum::from(i64::try_from(txid).unwrap_or(i64::MAX))),
+        text(Some(&table)),
+        text(Some(op)),
+        key,
+        text(old_digest.as_deref()),
+        text(new_digest.as_deref()),
+        changed.into_datum(),
+        old_values,
+        new_values,
+        text(Some(&user_name(unsafe { pg_sys::GetUserId() }))),
+        text(Some(&user_name(unsafe { pg_sys::GetSessionUserId() }))),
+        text(application_name().as_deref()),
+        client_addr(),
+        text(claims.map(|c| c.kid.as_str())),
+        text(claims.map(|c| c.jti.as_str())),
+        text(claims.map(|c| c.sub.as_str())),
+        text(claims.map(|c| c.acr.as_str())),
+        claims.and_then(|c| c.amr.clone().into_datum()),
+        micros(auth_time),
+    ];
+    let hash = entry_hash(entry::texts(&values).iter().map(Option::as_deref));
+    let mut args: Vec<DatumWithOid> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Some(d) => unsafe { DatumWithOid::new(*d, entry::type_of(i)) },
+            None => DatumWithOid::null_oid(entry::type_of(i)),
+        })
+        .collect();
+    args.push(hash.into());
+    let written = owner::as_owner(|| rows::update_kept(INSERT_ENTRY, &args));
     if written != Some(1) {
         error!("pg_stepup: could not write the audit entry; the change is refused");
     }
+}
+
+/// The jsonb object `j` (a row of `rel`) with only the `keep` columns.
+fn only(j: pg_sys::Datum, rel: pg_sys::Relation, keep: &[String]) -> pg_sys::Datum {
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+    let drop: Vec<String> = desc
+        .iter()
+        .filter(|a| !a.attisdropped)
+        .map(|a| a.name().to_string())
+        .filter(|n| !keep.contains(n))
+        .collect();
+    let Some(drop) = drop.into_datum() else {
+        return j;
+    };
+    unsafe {
+        pgrx::direct_function_call_as_datum(pg_sys::jsonb_delete_array, &[Some(j), Some(drop)])
+            .unwrap_or(j)
+    }
+}
+
+/// stepup.audit_log_id_seq (two syscache lookups; the schema is the
+/// extension's, CREATE EXTENSION refuses a squatted one).
+fn sequence() -> pg_sys::Oid {
+    let seq = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"stepup".as_ptr(), true);
+        pg_sys::get_relname_relid(c"audit_log_id_seq".as_ptr(), nsp)
+    };
+    if seq == pg_sys::InvalidOid {
+        error!("pg_stepup: stepup.audit_log_id_seq is missing; the change is refused");
+    }
+    seq
+}
+
+fn application_name() -> Option<String> {
+    unsafe {
+        let p = pg_sys::GetConfigOption(c"application_name".as_ptr(), true, false);
+        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+/// inet_client_addr(): NULL over a Unix socket.
+fn client_addr() -> Option<pg_sys::Datum> {
+    unsafe { pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[]) }
 }
 
 fn user_name(oid: pg_sys::Oid) -> String {

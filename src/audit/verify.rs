@@ -2,19 +2,22 @@
 //! in order, recomputing every entry hash and link (chain.rs).
 
 use pgrx::prelude::*;
-use pgrx::JsonB;
+use pgrx::{JsonB, PgMemoryContexts};
 use serde_json::{json, Value};
 
 use super::chain::{Bad, Link, Walk};
 use super::encoding::GENESIS;
+use super::entry::{self, Values};
 use crate::owner;
 use crate::raise::bad_argument;
 
+/// Each link with the stored columns of the entry it names, in the order
+/// entry::texts renders them (l.id NULL: the entry is gone).
 const WALK: &str = r#"
 SELECT c.seq, c.entry_id, c.entry_hash, c.prev_hash, c.link_hash, l.entry_hash,
-       stepup.entry_fields(l.id, l.at, l.txid, l.table_name, l.op, l.key, l.old_digest,
-           l.new_digest, l.changed, l.old_values, l.new_values, l.role_name, l.session_role,
-           l.application_name, l.client_addr, l.kid, l.jti, l.sub, l.acr, l.amr, l.auth_time)
+       l.id, l.at, l.txid, l.table_name, l.op, l.key, l.old_digest, l.new_digest, l.changed,
+       l.old_values, l.new_values, l.role_name, l.session_role, l.application_name,
+       l.client_addr, l.kid, l.jti, l.sub, l.acr, l.amr, l.auth_time
   FROM stepup.audit_chain c
   LEFT JOIN stepup.audit_log l ON l.id OPERATOR(pg_catalog.=) c.entry_id
  ORDER BY c.seq
@@ -94,6 +97,25 @@ fn head_of(d: &Value) -> (i64, String, Option<i64>) {
     }
 }
 
+/// Row `i` of an SPI tuple table, all columns at once.
+///
+/// # Safety
+/// `table` is the live SPI_tuptable of a WALK fetch and `i` < its length.
+unsafe fn deform(table: *mut pg_sys::SPITupleTable, i: usize) -> ([pg_sys::Datum; 27], [bool; 27]) {
+    let mut datums = [pg_sys::Datum::from(0); 27];
+    let mut nulls = [true; 27];
+    let desc = (*table).tupdesc;
+    if usize::try_from((*desc).natts).ok() == Some(27) {
+        pg_sys::heap_deform_tuple(
+            *(*table).vals.add(i),
+            desc,
+            datums.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+        );
+    }
+    (datums, nulls)
+}
+
 type Row4 = (bool, i64, Option<i64>, Option<String>);
 
 fn report(r: (i64, Option<Bad>)) -> TableIterator<'static, Row4> {
@@ -121,6 +143,9 @@ fn walk_chain(want: Option<(i64, String, Option<i64>)>) -> (i64, Option<Bad>) {
         let mut found_head = want
             .as_ref()
             .is_some_and(|(seq, h, _)| *seq == 0 && h == GENESIS);
+        // Output functions allocate: everything of one row lives in a
+        // context reset after it.
+        let mut scratch = PgMemoryContexts::new("pg_stepup verify_audit");
         let bad = Spi::connect(|client| -> Result<Option<Bad>, pgrx::spi::Error> {
             let mut cursor = client.open_cursor(WALK, &[]);
             loop {
@@ -128,32 +153,44 @@ fn walk_chain(want: Option<(i64, String, Option<i64>)>) -> (i64, Option<Bad>) {
                 if batch.is_empty() {
                     return Ok(None);
                 }
-                for row in batch {
-                    let seq = row.get::<i64>(1)?.unwrap_or_default();
-                    let entry_id = row.get::<i64>(2)?.unwrap_or_default();
-                    let link_entry_hash = row.get::<String>(3)?.unwrap_or_default();
-                    let prev_hash = row.get::<String>(4)?.unwrap_or_default();
-                    let link_hash = row.get::<String>(5)?.unwrap_or_default();
-                    let stored = row.get::<String>(6)?;
-                    let fields = row.get::<Vec<Option<String>>>(7)?;
-                    let entry = match (&stored, &fields) {
-                        (Some(h), Some(f)) => Some((h.as_str(), f.as_slice())),
-                        _ => None,
+                let table = unsafe { pg_sys::SPI_tuptable };
+                for i in 0..batch.len() {
+                    let found = unsafe {
+                        scratch.switch_to(|_| {
+                            let (datums, nulls) = deform(table, i);
+                            let col = |n: usize| (!nulls[n]).then_some(datums[n]);
+                            let int8 = |n: usize| col(n).map_or(0, |d| d.value() as i64);
+                            let text =
+                                |n: usize| col(n).map(|d| entry::text(d)).unwrap_or_default();
+                            let link_hash = text(4);
+                            let fields = col(6).map(|_| {
+                                let mut values: Values = [None; 21];
+                                for (k, v) in values.iter_mut().enumerate() {
+                                    *v = col(6 + k);
+                                }
+                                entry::texts(&values)
+                            });
+                            let stored = col(5).map(|d| entry::text(d));
+                            let link = Link {
+                                seq: int8(0),
+                                entry_id: int8(1),
+                                entry_hash: &text(2),
+                                prev_hash: &text(3),
+                                link_hash: &link_hash,
+                                entry: stored.as_deref().zip(fields.as_deref()),
+                            };
+                            walk.step(&link).map(|()| (link.seq, link_hash.clone()))
+                        })
                     };
-                    let link = Link {
-                        seq,
-                        entry_id,
-                        entry_hash: &link_entry_hash,
-                        prev_hash: &prev_hash,
-                        link_hash: &link_hash,
-                        entry,
-                    };
-                    if let Err(b) = walk.step(&link) {
-                        return Ok(Some(b));
-                    }
-                    if let Some((s, h, _)) = &want {
-                        if *s == seq && *h == link_hash {
-                            found_head = true;
+                    unsafe { scratch.reset() };
+                    match found {
+                        Err(b) => return Ok(Some(b)),
+                        Ok((seq, link_hash)) => {
+                            if let Some((s, h, _)) = &want {
+                                if *s == seq && *h == link_hash {
+                                    found_head = true;
+                                }
+                            }
                         }
                     }
                 }
