@@ -11,7 +11,7 @@ use crate::token::{self, Rules, TokenError};
 use crate::{catalog, settings};
 
 /// Verifies `assertion` and holds it for the current transaction; returns its
-/// claims. Measured by `bench/present.sh`.
+/// claims. Measured by `bench/run.sh` (scenario 6).
 #[pg_extern(volatile, parallel_unsafe, name = "present")]
 fn present(assertion: Option<&str>) -> JsonB {
     present_scoped(assertion, Some("transaction"))

@@ -171,8 +171,8 @@ pub fn in_filter(row: Row, filter: &str) -> bool {
 /// The row as `to_jsonb` renders it with TimeZone UTC and the default
 /// output settings: what `stepup.change_digest` callers are told to send.
 pub fn as_json(row: Row) -> Map<String, Value> {
-    let json = pinned(OUTPUT_SETTINGS, || {
-        query_one::<JsonB>("SELECT pg_catalog.to_jsonb($1)", row)
+    let json = pinned(OUTPUT_SETTINGS, || unsafe {
+        JsonB::from_datum(to_jsonb(row), false)
     });
     match json {
         Some(JsonB(Value::Object(m))) => m,
