@@ -23,7 +23,7 @@ SELECT c.seq, c.entry_id, c.entry_hash, c.prev_hash, c.link_hash, l.entry_hash,
  ORDER BY c.seq
 "#;
 
-const BATCH: i64 = 10_000;
+const BATCH: i64 = 1_000;
 
 /// Seals, then recomputes every entry hash and link; names the first entry
 /// edited, deleted or reordered.
@@ -97,6 +97,14 @@ fn head_of(d: &Value) -> (i64, String, Option<i64>) {
     }
 }
 
+struct FreeOnDrop(*mut pg_sys::SPITupleTable);
+
+impl Drop for FreeOnDrop {
+    fn drop(&mut self) {
+        unsafe { pg_sys::SPI_freetuptable(self.0) };
+    }
+}
+
 /// Row `i` of an SPI tuple table, all columns at once.
 ///
 /// # Safety
@@ -153,8 +161,12 @@ fn walk_chain(want: Option<(i64, String, Option<i64>)>) -> (i64, Option<Bad>) {
                 if batch.is_empty() {
                     return Ok(None);
                 }
-                let table = unsafe { pg_sys::SPI_tuptable };
-                for i in 0..batch.len() {
+                let (table, rows) = (unsafe { pg_sys::SPI_tuptable }, batch.len());
+                // pgrx keeps every fetched table until the connection ends:
+                // free each batch (`batch` is not used again), or a long
+                // chain holds all of it in memory.
+                let _free = FreeOnDrop(table);
+                for i in 0..rows {
                     let found = unsafe {
                         scratch.switch_to(|_| {
                             let (datums, nulls) = deform(table, i);
