@@ -10,6 +10,7 @@ mod digest;
 mod gate;
 mod guard;
 mod held;
+mod jsonb;
 mod keys;
 mod owner;
 mod policy;

@@ -1,11 +1,12 @@
 //! `stepup.present`, `stepup.current`, `stepup.clear`: verify an assertion
 //! once and hold it; everything later reads the held claims.
 
+use pgrx::callconv::{Arg, ArgAbi};
+use pgrx::nullable::Nullable;
 use pgrx::prelude::*;
-use pgrx::JsonB;
-use serde_json::Value;
 
 use crate::held::{self, Held, Scope};
+use crate::jsonb::Jsonb;
 use crate::raise::{raise, Code, LogFields, Rejection};
 use crate::token::{self, Rules, TokenError};
 use crate::{catalog, settings};
@@ -13,13 +14,14 @@ use crate::{catalog, settings};
 /// Verifies `assertion` and holds it for the current transaction; returns its
 /// claims. Measured by `bench/run.sh` (scenario 6).
 #[pg_extern(volatile, parallel_unsafe, name = "present")]
-fn present(assertion: Option<&str>) -> JsonB {
-    present_scoped(assertion, Some("transaction"))
+fn present(assertion: Option<TextBytes>) -> Jsonb {
+    present_scoped(assertion, Some(TextBytes(b"transaction")))
 }
 
 /// As `present(assertion)`, with scope `'transaction'` or `'session'`.
 #[pg_extern(volatile, parallel_unsafe, name = "present")]
-fn present_scoped(assertion: Option<&str>, scope: Option<&str>) -> JsonB {
+fn present_scoped(assertion: Option<TextBytes>, scope: Option<TextBytes>) -> Jsonb {
+    let scope = scope.and_then(|s| std::str::from_utf8(s.0).ok());
     let Some(scope) = scope.and_then(Scope::parse) else {
         raise(Rejection {
             code: Code::InvalidParameterValue,
@@ -33,13 +35,19 @@ fn present_scoped(assertion: Option<&str>, scope: Option<&str>) -> JsonB {
         });
     };
     match verify_and_hold(assertion, scope) {
-        Ok(claims) => JsonB(claims),
+        Ok(claims) => claims,
         Err(e) => raise(rejection(e)),
     }
 }
 
-fn verify_and_hold(assertion: Option<&str>, scope: Scope) -> Result<Value, TokenError> {
-    let assertion = assertion.ok_or(TokenError::Missing)?;
+fn verify_and_hold(assertion: Option<TextBytes>, scope: Scope) -> Result<Jsonb, TokenError> {
+    let assertion = assertion.ok_or(TokenError::Missing)?.0;
+    if assertion.len() > token::MAX_TOKEN_LEN {
+        return Err(TokenError::TooLarge(assertion.len()));
+    }
+    let Ok(assertion) = std::str::from_utf8(assertion) else {
+        return Err(TokenError::Malformed("assertion is not valid UTF-8".into()));
+    };
     let snapshot = catalog::snapshot();
     let audience = settings::audience();
     let rules = Rules {
@@ -54,7 +62,7 @@ fn verify_and_hold(assertion: Option<&str>, scope: Scope) -> Result<Value, Token
         |acr| snapshot.levels.contains_key(acr),
         &rules,
     )?;
-    let returned = Value::Object(claims.raw.clone());
+    let returned = Jsonb::from_object(&claims.raw);
     held::set(Some(Held { claims, scope }));
     Ok(returned)
 }
@@ -85,8 +93,8 @@ fn rejection(e: TokenError) -> Rejection {
 
 /// The claims of the held assertion, or NULL when none is held.
 #[pg_extern(volatile, parallel_restricted)]
-fn current() -> Option<JsonB> {
-    held::current().map(|h| JsonB(Value::Object(h.claims.raw.clone())))
+fn current() -> Option<Jsonb> {
+    held::current().map(|h| Jsonb::from_object(&h.claims.raw))
 }
 
 /// Drops the held assertion, whatever its scope.
@@ -94,3 +102,41 @@ fn current() -> Option<JsonB> {
 fn clear() {
     held::set(None);
 }
+
+/// A `text` argument as its bytes. pgrx's `&str` panics (XX000, with the
+/// statement, and so the assertion, in the server log) on text that is not
+/// UTF-8, which a SQL_ASCII database can hold; present() refuses it as SU002.
+pub struct TextBytes<'a>(&'a [u8]);
+
+impl FromDatum for TextBytes<'_> {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<Self> {
+        if is_null || datum.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null text datum; detoasted (if needed) into the
+        // function's memory context, which outlives the call.
+        unsafe {
+            let varlena = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+            Some(TextBytes(pgrx::varlena::varlena_to_byte_slice(varlena)))
+        }
+    }
+}
+
+// SAFETY: unboxed with FromDatum from a `text` argument, as pgrx does for &str.
+unsafe impl<'fcx> ArgAbi<'fcx> for TextBytes<'fcx> {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        // SAFETY: the caller's contract (the argument is non-null text).
+        unsafe { arg.unbox_arg_using_from_datum() }.expect("argument must not be null")
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        // SAFETY: the caller's contract (the argument is text).
+        unsafe { arg.unbox_arg_using_from_datum() }.into()
+    }
+}
+
+pgrx::impl_sql_translatable!(TextBytes<'_>, "text");

@@ -70,4 +70,6 @@ pub fn verify<'k>(
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -9,9 +9,10 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-const NOW: i64 = 1_800_000_000;
-const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+pub(super) const NOW: i64 = 1_800_000_000;
+pub(super) const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const ED_SEED: [u8; 32] = [9u8; 32];
+pub(super) const LEVELS: [&str; 3] = ["aal1", "aal2", "aal3"];
 
 fn rules() -> Rules<'static> {
     Rules {
@@ -22,7 +23,7 @@ fn rules() -> Rules<'static> {
     }
 }
 
-fn keys() -> Vec<RegisteredKey> {
+pub(super) fn keys() -> Vec<RegisteredKey> {
     let ed_pub = ed25519_dalek::SigningKey::from_bytes(&ED_SEED).verifying_key();
     vec![
         RegisteredKey {
@@ -56,7 +57,7 @@ fn keys() -> Vec<RegisteredKey> {
     ]
 }
 
-fn claims() -> Value {
+pub(super) fn claims() -> Value {
     json!({
         "sub": "alice", "aud": "bank", "iat": NOW - 10, "exp": NOW + 290,
         "auth_time": NOW - 20, "acr": "aal2", "amr": ["otp"], "jti": "j-1",
@@ -67,25 +68,35 @@ fn b64(v: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(v)
 }
 
-fn hs256(header: &Value, payload: &Value, secret: &[u8]) -> String {
-    let input = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(payload.to_string().as_bytes())
-    );
+/// A compact JWS over raw header and payload bytes (which need not be JSON),
+/// HMAC-signed with `secret`.
+pub(super) fn sign_hs256(header: &[u8], payload: &[u8], secret: &[u8]) -> String {
+    let input = format!("{}.{}", b64(header), b64(payload));
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
     mac.update(input.as_bytes());
     format!("{input}.{}", b64(&mac.finalize().into_bytes()))
 }
 
-fn eddsa(header: &Value, payload: &Value) -> String {
-    let input = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(payload.to_string().as_bytes())
-    );
+/// As [`sign_hs256`], signed with the Ed25519 key of kid `ed`.
+pub(super) fn sign_eddsa(header: &[u8], payload: &[u8]) -> String {
+    let input = format!("{}.{}", b64(header), b64(payload));
     let sig = ed25519_dalek::SigningKey::from_bytes(&ED_SEED).sign(input.as_bytes());
     format!("{input}.{}", b64(&sig.to_bytes()))
+}
+
+fn hs256(header: &Value, payload: &Value, secret: &[u8]) -> String {
+    sign_hs256(
+        header.to_string().as_bytes(),
+        payload.to_string().as_bytes(),
+        secret,
+    )
+}
+
+fn eddsa(header: &Value, payload: &Value) -> String {
+    sign_eddsa(
+        header.to_string().as_bytes(),
+        payload.to_string().as_bytes(),
+    )
 }
 
 fn hs(payload: &Value) -> String {
@@ -97,11 +108,16 @@ fn hs(payload: &Value) -> String {
 }
 
 fn run(token: &str) -> Result<Claims, TokenError> {
-    let keys = keys();
+    run_with(&keys(), token)
+}
+
+/// Verifies against `keys` (built once by callers that verify many tokens)
+/// with the levels `aal1`..`aal3` and [`rules`].
+pub(super) fn run_with(keys: &[RegisteredKey], token: &str) -> Result<Claims, TokenError> {
     verify(
         token,
         |kid| keys.iter().find(|k| k.kid == kid),
-        |acr| ["aal1", "aal2", "aal3"].contains(&acr),
+        |acr| LEVELS.contains(&acr),
         &rules(),
     )
 }
