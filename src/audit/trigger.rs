@@ -56,16 +56,28 @@ fn write_entry(td: &pg_sys::TriggerData) {
             let changed = rows::changed_columns(old, new);
             let (old_json, new_json) = (old.map(rows::to_jsonb), new.map(rows::to_jsonb));
             let keys = rows::key_columns(rel);
+            // Column lists to remove, built once per row and reused.
+            let live = live_columns(rel);
+            let all_but = |keep: &[String]| {
+                live.iter()
+                    .filter(|n| !keep.contains(n))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .into_datum()
+            };
             let key = (!keys.is_empty())
-                .then(|| old_json.or(new_json).map(|j| only(j, rel, &keys)))
+                .then(|| old_json.or(new_json).map(|j| without(j, all_but(&keys))))
                 .flatten();
+            let unchanged = all_but(&changed);
+            let old_values = old_json.map(|j| without(j, unchanged));
+            let new_values = new_json.map(|j| without(j, unchanged));
             (
                 digest(old),
                 digest(new),
                 key,
-                changed.clone(),
-                old_json.map(|j| only(j, rel, &changed)),
-                new_json.map(|j| only(j, rel, &changed)),
+                changed,
+                old_values,
+                new_values,
             )
         });
     let id = unsafe { nextval_internal(sequence(), false) };
@@ -116,16 +128,18 @@ fn write_entry(td: &pg_sys::TriggerData) {
     }
 }
 
-/// The jsonb object `j` (a row of `rel`) with only the `keep` columns.
-fn only(j: pg_sys::Datum, rel: pg_sys::Relation, keep: &[String]) -> pg_sys::Datum {
+/// Names of the live columns of `rel`.
+fn live_columns(rel: pg_sys::Relation) -> Vec<String> {
     let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
-    let drop: Vec<String> = desc
-        .iter()
+    desc.iter()
         .filter(|a| !a.attisdropped)
         .map(|a| a.name().to_string())
-        .filter(|n| !keep.contains(n))
-        .collect();
-    let Some(drop) = drop.into_datum() else {
+        .collect()
+}
+
+/// The jsonb object `j` without the keys in `drop` (a text[] datum).
+fn without(j: pg_sys::Datum, drop: Option<pg_sys::Datum>) -> pg_sys::Datum {
+    let Some(drop) = drop else {
         return j;
     };
     unsafe {
