@@ -443,3 +443,46 @@ def test_entries_match_sql_rendering_for_awkward_types_and_names(fresh):
     assert new["ünï"] == 'é"\\' and new["NULL"] == "NULL" and new["d"] == "2026-01-02"
     assert rows[4][4]["t"] == "2026-03-03T16:06:07.891001+00:00"
     assert verify(su)[:3] == (True, 8, None)
+
+
+def test_settings_free_types_render_the_same_under_any_settings(fresh):
+    """A table whose column types render without reading a setting is
+    rendered without pinning settings (src/rows.rs, SETTINGS_FREE): its
+    entries must still not depend on the session's settings."""
+    su = fresh.connect()
+    su.execute("""CREATE TABLE public.plain (id int8, part text, b bool, s int2, i int4, n numeric,
+                  o oid, v varchar(9), c char(3), nm name, ch "char", u uuid, jb jsonb,
+                  ip inet, net cidr, ints int4[], texts text[], nums numeric[], uuids uuid[],
+                  PRIMARY KEY (id, part))""")
+    su.execute("SELECT stepup.protect('public.plain', operations => '{DELETE}')")
+    values = """(1, %s, true, -2, 3, 1.50, 42, 'vé"r', 'c', 'nm', 'x',
+                 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"k": 1.50}',
+                 '10.0.0.1/24', '10.0.0.0/8', '{1,NULL}', '{"a b",NULL,"é"}', '{1.0,NaN}',
+                 '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}')"""
+    sessions = ["-c TimeZone=UTC -c DateStyle=ISO,MDY -c extra_float_digits=1",
+                "-c TimeZone=Pacific/Chatham -c DateStyle=German,DMY -c extra_float_digits=-15 "
+                "-c IntervalStyle=sql_standard -c bytea_output=escape -c search_path=pg_temp,public "
+                "-c lc_monetary=C -c client_encoding=LATIN1"]
+    for part, options in enumerate(sessions):
+        c = fresh.connect(options=options)
+        c.execute("INSERT INTO public.plain VALUES " + values, [str(part)])
+        c.execute("UPDATE public.plain SET n = n * 10, jb = jb || '{\"z\": null}' WHERE part = %s", [str(part)])
+    rows = su.execute("""
+        SELECT l.op, l.key->>'part', l.new_digest, l.new_values, l.changed,
+               l.entry_hash = stepup.entry_hash(stepup.entry_fields(l.id, l.at, l.txid, l.table_name,
+                   l.op, l.key, l.old_digest, l.new_digest, l.changed, l.old_values, l.new_values,
+                   l.role_name, l.session_role, l.application_name, l.client_addr, l.kid, l.jti,
+                   l.sub, l.acr, l.amr, l.auth_time))
+          FROM stepup.audit_log l WHERE l.table_name = 'public.plain' ORDER BY l.id""").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("INSERT", "0"), ("UPDATE", "0"), ("INSERT", "1"), ("UPDATE", "1")]
+    assert all(r[5] for r in rows), "an entry hash differs from SQL's rendering"
+    # Same values written under default and under odd settings: same entry.
+    without_part = [(r[0], r[3] if r[0] == "UPDATE" else {k: v for k, v in r[3].items() if k != "part"},
+                     r[4]) for r in rows]
+    assert without_part[0] == without_part[2] and without_part[1] == without_part[3]
+    assert rows[1][3] == {"n": 15.0, "jb": {"k": 1.50, "z": None}}
+    assert rows[0][3]["v"] == 'vé"r' and rows[0][3]["nums"] == [1.0, "NaN"]
+    for r, part in ((rows[1], 0), (rows[3], 1)):
+        assert r[2] == scalar(su, "SELECT stepup.row_digest('plain', to_jsonb(p)) FROM plain p WHERE part = %s",
+                              [str(part)])
+    assert verify(su)[:3] == (True, 4, None)

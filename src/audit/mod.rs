@@ -2,6 +2,7 @@
 //! protected table, an append-only log, a hash chain linked by a single
 //! sealer, and verification. Encodings: docs/audit-encoding.md.
 
+mod append;
 mod chain;
 mod encoding;
 mod entry;
@@ -86,9 +87,7 @@ fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
         );
     }
     let digest = rows::with_json_row(rel, row_data, |row: Row| {
-        rows::pinned(rows::OUTPUT_SETTINGS, || {
-            encoding::row_digest(&row.column_texts())
-        })
+        rows::rendered(row.rel, || encoding::row_digest(&row.column_texts()))
     });
     unsafe { pg_sys::RelationClose(rel) };
     digest.unwrap_or_else(|| {

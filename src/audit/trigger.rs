@@ -4,24 +4,18 @@
 //! transaction. Writers only insert: they never wait for each other or for
 //! the sealer.
 //!
-//! The entry is built here, values and hash, and inserted with one kept
-//! plan of plain parameters: no SQL rendering per row.
+//! The entry is built here, values and hash, and appended (append.rs): no
+//! SQL per row.
 
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
+use super::append::{append, Entry};
 use super::encoding::{entry_hash, row_digest};
 use super::entry::{self, Values};
 use crate::catalog::PG_EPOCH_OFFSET_US;
 use crate::changes::qualified_name;
+use crate::held;
 use crate::rows::{self, Row};
-use crate::{held, owner};
-
-const INSERT_ENTRY: &str = "INSERT INTO stepup.audit_log (id, at, txid, table_name, op, key, \
-    old_digest, new_digest, changed, old_values, new_values, role_name, session_role, \
-    application_name, client_addr, kid, jti, sub, acr, amr, auth_time, entry_hash) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-    $19, $20, $21, $22)";
 
 unsafe extern "C-unwind" {
     fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
@@ -51,7 +45,7 @@ fn write_entry(td: &pg_sys::TriggerData) {
     let micros = |us: Option<i64>| us.map(pg_sys::Datum::from);
     // Rendered under one settings switch per row: digests and to_jsonb.
     let (old_digest, new_digest, key, changed, old_values, new_values) =
-        rows::pinned(rows::OUTPUT_SETTINGS, || {
+        rows::rendered(rel, || {
             let digest = |r: Option<Row>| r.map(|r| row_digest(&r.column_texts()));
             let changed = rows::changed_columns(old, new);
             let (old_json, new_json) = (old.map(rows::to_jsonb), new.map(rows::to_jsonb));
@@ -113,19 +107,10 @@ fn write_entry(td: &pg_sys::TriggerData) {
         micros(auth_time),
     ];
     let hash = entry_hash(entry::texts(&values).iter().map(Option::as_deref));
-    let mut args: Vec<DatumWithOid> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Some(d) => unsafe { DatumWithOid::new(*d, entry::type_of(i)) },
-            None => DatumWithOid::null_oid(entry::type_of(i)),
-        })
-        .collect();
-    args.push(hash.into());
-    let written = owner::as_owner(|| rows::update_kept(INSERT_ENTRY, &args));
-    if written != Some(1) {
-        error!("pg_stepup: could not write the audit entry; the change is refused");
-    }
+    let mut row: Entry = [None; 22];
+    row[..values.len()].copy_from_slice(&values);
+    row[values.len()] = hash.into_datum();
+    append(&row);
 }
 
 /// Names of the live columns of `rel`.

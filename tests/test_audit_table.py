@@ -1,0 +1,164 @@
+"""How entries reach stepup.audit_log (src/audit/append.rs).
+
+The table as the extension made it gets each entry straight into its heap
+and indexes; these tests check the indexes hold every entry (amcheck) and
+that an index a DBA adds (expression, partial, unique) is kept and enforced
+on that path. Anything else a DBA adds to the table (triggers, rules, CHECK
+and NOT NULL constraints, columns with defaults)
+must apply exactly as it does to any INSERT."""
+import psycopg
+import pytest
+
+from conftest import expect_error, present, scalar
+from test_audit import fresh, verify  # noqa: F401  (fixture)
+
+CHANGES = ["UPDATE public.payouts SET amount = amount + 1 WHERE id = 1",
+           "INSERT INTO public.payouts VALUES (3, 'carol', 'DE03', 300)",
+           "DELETE FROM public.payouts WHERE id = 2"]
+
+
+def change_all(db, conn=None):
+    """The three changes, each in its own stepped-up transaction."""
+    conn = conn or db.app()
+    for statement in CHANGES:
+        with conn.transaction():
+            present(conn, db.signer.token())
+            conn.execute(statement)
+    return conn
+
+
+def test_every_entry_is_in_every_index(fresh):
+    su = fresh.connect()
+    su.execute("CREATE EXTENSION amcheck")
+    su.execute("CREATE INDEX by_key ON stepup.audit_log ((key->>'id')) WHERE op <> 'INSERT'")
+    su.execute("CREATE INDEX by_table ON stepup.audit_log (table_name, txid)")
+    app = change_all(fresh)
+    with app.transaction():  # many entries from one statement
+        present(app, fresh.signer.token())
+        app.execute("UPDATE public.payouts SET amount = amount * 2")
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 5
+    for index in ("stepup.audit_log_pkey", "stepup.by_key", "stepup.by_table"):
+        # heapallindexed: every heap tuple of the table is found in the index.
+        su.execute("SELECT bt_index_check(%s::regclass, true)", [index])
+    su.execute("SET enable_seqscan = off")
+    su.execute("SET enable_bitmapscan = off")
+    plan = "\n".join(r[0] for r in su.execute(
+        "EXPLAIN SELECT op FROM stepup.audit_log WHERE key->>'id' = '1' AND op <> 'INSERT'"))
+    assert "by_key" in plan
+    assert [r[0] for r in su.execute(
+        "SELECT op FROM stepup.audit_log WHERE key->>'id' = '1' AND op <> 'INSERT' ORDER BY id")] \
+        == ["UPDATE", "UPDATE"]
+    assert [r[0] for r in su.execute(
+        "SELECT op FROM stepup.audit_log WHERE key->>'id' = '2' AND op <> 'INSERT'")] == ["DELETE"]
+    assert verify(su)[:3] == (True, 5, None)
+
+
+def test_a_unique_index_on_the_log_is_enforced(fresh):
+    su, app = fresh.connect(), fresh.app()
+    su.execute("CREATE UNIQUE INDEX one_change_per_txn ON stepup.audit_log (txid)")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        with app.transaction():
+            present(app, fresh.signer.token())
+            app.execute("UPDATE public.payouts SET amount = 0")  # two rows, one txid
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 0
+    assert scalar(su, "SELECT sum(amount) FROM public.payouts") == 300
+    change_all(fresh)
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 3
+
+
+def test_insert_triggers_and_rules_on_the_log_fire(fresh):
+    su = fresh.connect()
+    su.execute("CREATE TABLE public.shipped (entry_id bigint, how text)")
+    su.execute("""CREATE FUNCTION public.ship() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF TG_LEVEL = 'ROW' THEN INSERT INTO public.shipped VALUES (NEW.id, 'row');
+          ELSE INSERT INTO public.shipped VALUES (NULL, 'statement'); END IF;
+          RETURN NULL;
+        END $$""")
+    su.execute("CREATE TRIGGER ship_row AFTER INSERT ON stepup.audit_log "
+               "FOR EACH ROW EXECUTE FUNCTION public.ship()")
+    su.execute("CREATE TRIGGER ship_statement AFTER INSERT ON stepup.audit_log "
+               "FOR EACH STATEMENT EXECUTE FUNCTION public.ship()")
+    su.execute("CREATE RULE also_ship AS ON INSERT TO stepup.audit_log "
+               "DO ALSO INSERT INTO public.shipped VALUES (NEW.id, 'rule')")
+    change_all(fresh)
+    ids = [r[0] for r in su.execute("SELECT id FROM stepup.audit_log ORDER BY id")]
+    assert len(ids) == 3
+    shipped = su.execute("SELECT how, count(*), array_agg(entry_id ORDER BY entry_id) FILTER "
+                         "(WHERE entry_id IS NOT NULL) FROM public.shipped GROUP BY how ORDER BY how").fetchall()
+    assert shipped == [("row", 3, ids), ("rule", 3, ids), ("statement", 3, None)]
+    assert verify(su)[:3] == (True, 3, None)
+
+
+def test_a_before_trigger_on_the_log_cannot_drop_or_alter_entries_unseen(fresh):
+    """A BEFORE INSERT trigger that rewrites an entry gets what it asks for,
+    and verify_audit then names that entry: the hash was taken before."""
+    su = fresh.connect()
+    su.execute("""CREATE FUNCTION public.scrub() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN NEW.sub := 'nobody'; RETURN NEW; END $$""")
+    su.execute("CREATE TRIGGER scrub BEFORE INSERT ON stepup.audit_log "
+               "FOR EACH ROW EXECUTE FUNCTION public.scrub()")
+    change_all(fresh)
+    assert [r[0] for r in su.execute("SELECT sub FROM stepup.audit_log")] == ["nobody"] * 3
+    first = scalar(su, "SELECT min(id) FROM stepup.audit_log")
+    assert verify(su) == (False, 0, first, f"entry {first} was edited: its fields do not hash to its entry_hash")
+
+
+def test_a_check_constraint_on_the_log_applies(fresh):
+    su, app = fresh.connect(), fresh.app()
+    su.execute("ALTER TABLE stepup.audit_log ADD CONSTRAINT no_deletes CHECK (op <> 'DELETE')")
+    with app.transaction():
+        present(app, fresh.signer.token())
+        app.execute(CHANGES[0])
+    with app.transaction():
+        present(app, fresh.signer.token())
+        expect_error(app, CHANGES[2], sqlstate="23514")
+    assert scalar(su, "SELECT count(*) FROM public.payouts WHERE id = 2") == 1
+    assert [r[0] for r in su.execute("SELECT op FROM stepup.audit_log")] == ["UPDATE"]
+
+
+def test_a_not_null_on_the_log_applies(fresh):
+    """Entries of changes made without an assertion (an INSERT on a table
+    that gates only UPDATE and DELETE) have no kid."""
+    su = fresh.connect()
+    su.execute("CREATE TABLE public.notes (id int PRIMARY KEY, body text)")
+    su.execute("SELECT stepup.protect('public.notes', operations => '{UPDATE,DELETE}')")
+    su.execute("ALTER TABLE stepup.audit_log ALTER COLUMN kid SET NOT NULL")
+    expect_error(su, "INSERT INTO public.notes VALUES (2, 'refused')", sqlstate="23502")
+    with su.transaction():
+        present(su, fresh.signer.token())
+        su.execute("INSERT INTO public.notes VALUES (3, 'stepped up')")
+    assert [r[0] for r in su.execute("SELECT id FROM public.notes ORDER BY id")] == [3]
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log WHERE table_name = 'public.notes'") == 1
+
+
+def test_a_deferred_constraint_on_the_log_refuses_the_change(fresh):
+    """Entries are written as the catalog owner in a security-restricted
+    operation, where Postgres cannot queue a deferred check: a change that
+    needs one is refused, never written unchecked."""
+    su, app = fresh.connect(), fresh.app()
+    su.execute("ALTER TABLE stepup.audit_log ADD CONSTRAINT one_change_per_txn UNIQUE (txid) "
+               "DEFERRABLE INITIALLY DEFERRED")
+    with app.transaction():
+        present(app, fresh.signer.token())
+        app.execute(CHANGES[0])  # one entry: nothing to check later
+    with app.transaction():
+        present(app, fresh.signer.token())
+        # Two entries with one txid: the second needs a check at commit.
+        expect_error(app, "UPDATE public.payouts SET amount = 0", sqlstate="42501")
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 1
+    assert scalar(su, "SELECT sum(amount) FROM public.payouts") == 301
+
+
+def test_a_column_added_to_the_log_gets_its_default(fresh):
+    su = fresh.connect()
+    su.execute("ALTER TABLE stepup.audit_log ADD COLUMN region text NOT NULL DEFAULT 'eu-1'")
+    change_all(fresh)
+    assert [r[0] for r in su.execute("SELECT region FROM stepup.audit_log")] == ["eu-1"] * 3
+    su.execute("ALTER TABLE stepup.audit_log DROP COLUMN region")
+    app = fresh.app()
+    with app.transaction():
+        present(app, fresh.signer.token())
+        app.execute(CHANGES[0])
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 4
+    assert verify(su)[:3] == (True, 4, None)
