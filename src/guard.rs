@@ -11,7 +11,7 @@ use crate::policy::Op;
 use crate::raise::{raise, Code, LogFields, Rejection};
 use crate::requirement::{Requirement, Unmet};
 use crate::rows::{self, Row};
-use crate::{catalog, digest, gate, held, replay};
+use crate::{catalog, digest, gate, held, render, replay};
 
 #[pg_trigger]
 fn guard<'a>(
@@ -119,8 +119,9 @@ fn unbound_change(
         Op::Truncate => None,
         _ => {
             let rel = old.or(new)?.rel;
-            let key_columns = rows::key_columns(rel);
-            let (old, new) = (old.map(rows::as_json), new.map(rows::as_json));
+            let key_columns: Vec<String> =
+                rows::key_columns(rel).into_iter().map(|c| c.name).collect();
+            let (old, new) = (old.map(render::as_json), new.map(render::as_json));
             let (key, changes) = digest::row_change(&key_columns, old.as_ref(), new.as_ref());
             digest::change_digest(&name, op.name(), &key, &changes).ok()
         }

@@ -23,6 +23,23 @@ impl Jsonb {
             ))))
         }
     }
+
+    /// The varlena's bytes, to keep beyond this call.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        unsafe {
+            let p = self.0.cast_mut_ptr::<u8>();
+            std::slice::from_raw_parts(p, pgrx::varsize_any(p.cast())).to_vec()
+        }
+    }
+
+    /// A jsonb datum, in the current memory context, from [`Jsonb::to_bytes`].
+    pub fn copy_of(bytes: &[u8]) -> Jsonb {
+        unsafe {
+            let p = pg_sys::palloc(bytes.len()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+            Jsonb(pg_sys::Datum::from(p))
+        }
+    }
 }
 
 unsafe fn push_object(
@@ -86,16 +103,22 @@ unsafe fn scalar_value(v: &Value) -> pg_sys::JsonbValue {
             out.val.boolean = *b;
         }
         Value::Number(n) => {
-            // serde_json prints finite numbers only; numeric_in reads them all.
-            let text = CString::new(n.to_string()).unwrap_or_default();
-            let numeric = pgrx::direct_function_call_as_datum(
-                pg_sys::numeric_in,
-                &[
-                    Some(pg_sys::Datum::from(text.as_ptr())),
-                    Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
-                    Some(pg_sys::Datum::from(-1i32)),
-                ],
-            );
+            let numeric = match n.as_i64() {
+                // Integers (iat, exp, auth_time) without printing and parsing.
+                Some(i) => Some(pg_sys::Datum::from(pg_sys::int64_to_numeric(i))),
+                // serde_json prints finite numbers only; numeric_in reads them all.
+                None => {
+                    let text = CString::new(n.to_string()).unwrap_or_default();
+                    pgrx::direct_function_call_as_datum(
+                        pg_sys::numeric_in,
+                        &[
+                            Some(pg_sys::Datum::from(text.as_ptr())),
+                            Some(pg_sys::Datum::from(pg_sys::InvalidOid)),
+                            Some(pg_sys::Datum::from(-1i32)),
+                        ],
+                    )
+                }
+            };
             if let Some(d) = numeric {
                 out.type_ = pg_sys::jbvType::jbvNumeric;
                 out.val.numeric = d.cast_mut_ptr();

@@ -16,6 +16,7 @@ mod owner;
 mod policy;
 mod present;
 mod raise;
+mod render;
 mod replay;
 pub mod requirement;
 mod rows;

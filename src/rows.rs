@@ -1,6 +1,7 @@
-//! Reading the rows a trigger sees: column values, the row filter, and
-//! the rows as `to_jsonb` renders them. SQL runs through plans kept per
-//! backend, with the settings that could change its meaning pinned.
+//! Reading the rows a trigger sees: columns and values, what an UPDATE
+//! changed, the row filter. SQL runs through plans kept per backend, with
+//! the settings that could change its meaning pinned. How rows render as
+//! text and jsonb is render.rs.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,8 +10,7 @@ use std::ffi::{c_int, CStr, CString};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::{JsonB, PgOid, PgTupleDesc};
-use serde_json::{Map, Value};
+use pgrx::{PgOid, PgTupleDesc};
 
 unsafe extern "C-unwind" {
     /// Same stored value, looking through TOAST and compression.
@@ -33,9 +33,31 @@ pub struct Row {
     pub tuple: *mut pg_sys::HeapTupleData,
 }
 
+/// A live column of a relation.
+#[derive(Clone, Debug)]
+pub struct Column {
+    /// 0-based attribute index.
+    pub index: usize,
+    pub name: String,
+    pub type_oid: pg_sys::Oid,
+}
+
 impl Row {
     fn desc(&self) -> pg_sys::TupleDesc {
         unsafe { (*self.rel).rd_att }
+    }
+
+    /// The live columns, in attribute order.
+    pub fn columns(&self) -> Vec<Column> {
+        live_columns(self.rel, |_, _| true)
+    }
+
+    /// Column `index`'s (0-based) value, None for NULL.
+    pub fn value(&self, index: usize) -> Option<pg_sys::Datum> {
+        let attnum = c_int::try_from(index + 1).ok()?;
+        let mut is_null = false;
+        let d = unsafe { pg_sys::SPI_getbinval(self.tuple, self.desc(), attnum, &mut is_null) };
+        (!is_null).then_some(d)
     }
 
     /// 1-based attribute number of a live column.
@@ -59,38 +81,6 @@ impl Row {
         }
     }
 
-    /// Every live column as (name, text output), the output taken under the
-    /// caller's settings (see [`OUTPUT_SETTINGS`]).
-    pub fn column_texts(&self) -> Vec<(String, Option<String>)> {
-        let desc = unsafe { PgTupleDesc::from_pg_unchecked(self.desc()) };
-        let mut out = Vec::with_capacity(desc.len());
-        for (i, attr) in desc.iter().enumerate() {
-            if attr.attisdropped {
-                continue;
-            }
-            let name = attr.name().to_string();
-            let Ok(attnum) = c_int::try_from(i + 1) else {
-                continue;
-            };
-            let mut is_null = false;
-            let value = unsafe {
-                let datum = pg_sys::SPI_getbinval(self.tuple, self.desc(), attnum, &mut is_null);
-                if is_null {
-                    None
-                } else {
-                    let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
-                    pg_sys::getTypeOutputInfo(attr.atttypid, &mut func, &mut varlena);
-                    let p = pg_sys::OidOutputFunctionCall(func, datum);
-                    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
-                    pg_sys::pfree(p.cast());
-                    Some(s)
-                }
-            };
-            out.push((name, value));
-        }
-        out
-    }
-
     /// The row as one composite datum of the table's row type.
     pub fn datum(&self) -> DatumWithOid<'static> {
         unsafe {
@@ -112,44 +102,48 @@ pub fn changes_any(old: Row, new: Row, columns: &[String]) -> bool {
     })
 }
 
-/// Names of the live columns `new` changed from `old` (every live column
-/// when either is missing), sorted bytewise.
-pub fn changed_columns(old: Option<Row>, new: Option<Row>) -> Vec<String> {
+/// The live columns `new` changed from `old` (every live column when
+/// either is missing), sorted bytewise by name.
+pub fn changed_columns(old: Option<Row>, new: Option<Row>) -> Vec<Column> {
     let Some(any) = old.or(new) else {
         return Vec::new();
     };
-    let desc = unsafe { PgTupleDesc::from_pg_unchecked(any.desc()) };
-    let mut names: Vec<String> = desc
-        .iter()
+    let mut changed = live_columns(any.rel, |i, _| match (old, new) {
+        (Some(o), Some(n)) => differs(o, n, i),
+        _ => true,
+    });
+    changed.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    changed
+}
+
+/// The live columns of `rel` that `keep` (given the 0-based index and the
+/// attribute) accepts, in attribute order.
+fn live_columns(
+    rel: pg_sys::Relation,
+    mut keep: impl FnMut(usize, &pg_sys::FormData_pg_attribute) -> bool,
+) -> Vec<Column> {
+    let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+    desc.iter()
         .enumerate()
-        .filter(|(i, attr)| {
-            !attr.attisdropped
-                && match (old, new) {
-                    (Some(o), Some(n)) => differs(o, n, *i),
-                    _ => true,
-                }
+        .filter(|(i, a)| !a.attisdropped && keep(*i, a))
+        .map(|(index, a)| Column {
+            index,
+            name: a.name().to_string(),
+            type_oid: a.atttypid,
         })
-        .map(|(_, attr)| attr.name().to_string())
-        .collect();
-    names.sort_unstable();
-    names
+        .collect()
 }
 
 /// Does column `i` (0-based) hold a different value in `new` than in `old`?
 fn differs(old: Row, new: Row, i: usize) -> bool {
     let desc = unsafe { PgTupleDesc::from_pg_unchecked(old.desc()) };
-    let (Some(attr), Ok(n)) = (desc.get(i), c_int::try_from(i + 1)) else {
+    let Some(attr) = desc.get(i) else {
         return true;
     };
-    unsafe {
-        let (mut old_null, mut new_null) = (false, false);
-        let a = pg_sys::SPI_getbinval(old.tuple, old.desc(), n, &mut old_null);
-        let b = pg_sys::SPI_getbinval(new.tuple, new.desc(), n, &mut new_null);
-        match (old_null, new_null) {
-            (true, true) => false,
-            (false, false) => !datum_image_eq(a, b, attr.attbyval, attr.attlen.into()),
-            _ => true,
-        }
+    match (old.value(i), new.value(i)) {
+        (None, None) => false,
+        (Some(a), Some(b)) => !unsafe { datum_image_eq(a, b, attr.attbyval, attr.attlen.into()) },
+        _ => true,
     }
 }
 
@@ -167,80 +161,6 @@ pub fn in_filter(row: Row, filter: &str) -> bool {
         query_one::<bool>(&sql, row).unwrap_or(true)
     })
 }
-
-/// The row as `to_jsonb` renders it with TimeZone UTC and the default
-/// output settings: what `stepup.change_digest` callers are told to send.
-pub fn as_json(row: Row) -> Map<String, Value> {
-    let json = rendered(row.rel, || unsafe {
-        JsonB::from_datum(to_jsonb(row), false)
-    });
-    match json {
-        Some(JsonB(Value::Object(m))) => m,
-        _ => Map::new(),
-    }
-}
-
-/// Runs `f`, which renders rows of `rel` (to_jsonb, output functions), so
-/// that the text is the same whatever the session's settings: directly when
-/// every column has a type whose rendering reads no setting, otherwise under
-/// [`OUTPUT_SETTINGS`]. Switching settings costs more than rendering a small
-/// row (two set_config_option calls were ~9% of a protected UPDATE's CPU).
-pub fn rendered<R>(rel: pg_sys::Relation, f: impl FnOnce() -> R) -> R {
-    let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
-    if desc
-        .iter()
-        .all(|a| a.attisdropped || SETTINGS_FREE.contains(&a.atttypid))
-    {
-        f()
-    } else {
-        pinned(OUTPUT_SETTINGS, f)
-    }
-}
-
-/// Built-in types whose output function and to_jsonb rendering read no
-/// setting (not DateStyle, IntervalStyle, TimeZone, extra_float_digits,
-/// bytea_output, lc_monetary or search_path), nor do their arrays'.
-/// Anything else (floats, dates and times, bytea, money, reg* names, enums,
-/// domains, composites, user types) is rendered under [`OUTPUT_SETTINGS`].
-const SETTINGS_FREE: [pg_sys::Oid; 26] = [
-    pg_sys::BOOLOID,
-    pg_sys::INT2OID,
-    pg_sys::INT4OID,
-    pg_sys::INT8OID,
-    pg_sys::NUMERICOID,
-    pg_sys::OIDOID,
-    pg_sys::TEXTOID,
-    pg_sys::VARCHAROID,
-    pg_sys::BPCHAROID,
-    pg_sys::NAMEOID,
-    pg_sys::CHAROID,
-    pg_sys::UUIDOID,
-    pg_sys::JSONOID,
-    pg_sys::JSONBOID,
-    pg_sys::INETOID,
-    pg_sys::CIDROID,
-    pg_sys::BOOLARRAYOID,
-    pg_sys::INT2ARRAYOID,
-    pg_sys::INT4ARRAYOID,
-    pg_sys::INT8ARRAYOID,
-    pg_sys::NUMERICARRAYOID,
-    pg_sys::TEXTARRAYOID,
-    pg_sys::VARCHARARRAYOID,
-    pg_sys::UUIDARRAYOID,
-    pg_sys::JSONBARRAYOID,
-    pg_sys::INETARRAYOID,
-];
-
-/// Output settings under which rows are rendered (to_jsonb, digests, the
-/// audit): the same text whatever the session's settings.
-pub const OUTPUT_SETTINGS: &[(&CStr, &CStr)] = &[
-    (c"search_path", c"pg_catalog, pg_temp"),
-    (c"TimeZone", c"UTC"),
-    (c"DateStyle", c"ISO, MDY"),
-    (c"IntervalStyle", c"postgres"),
-    (c"extra_float_digits", c"1"),
-    (c"bytea_output", c"hex"),
-];
 
 /// Builds a row of `rel` from JSON (as `jsonb_populate_record` reads it)
 /// and hands it to `f`.
@@ -273,51 +193,22 @@ pub fn with_json_row<R>(rel: pg_sys::Relation, json: &str, f: impl FnOnce(Row) -
     })
 }
 
-/// Names of the primary key columns of `rel` (empty if it has none), from
-/// the relation cache.
-pub fn key_columns(rel: pg_sys::Relation) -> Vec<String> {
+/// The primary key columns of `rel` (empty if it has none), from the
+/// relation cache.
+pub fn key_columns(rel: pg_sys::Relation) -> Vec<Column> {
     unsafe {
         let keys = pg_sys::RelationGetIndexAttrBitmap(
             rel,
             pg_sys::IndexAttrBitmapKind::INDEX_ATTR_BITMAP_PRIMARY_KEY,
         );
-        let desc = PgTupleDesc::from_pg_unchecked((*rel).rd_att);
-        let names = desc
-            .iter()
-            .enumerate()
-            .filter(|(i, attr)| {
-                let bit = c_int::try_from(*i + 1)
-                    .map(|n| n - pg_sys::FirstLowInvalidHeapAttributeNumber)
-                    .unwrap_or(-1);
-                !attr.attisdropped && bit >= 0 && pg_sys::bms_is_member(bit, keys)
-            })
-            .map(|(_, attr)| attr.name().to_string())
-            .collect();
+        let columns = live_columns(rel, |i, _| {
+            let bit = c_int::try_from(i + 1)
+                .map(|n| n - pg_sys::FirstLowInvalidHeapAttributeNumber)
+                .unwrap_or(-1);
+            bit >= 0 && pg_sys::bms_is_member(bit, keys)
+        });
         pg_sys::bms_free(keys);
-        names
-    }
-}
-
-/// The row as `to_jsonb(row)` renders it under the caller's settings (see
-/// [`OUTPUT_SETTINGS`]), without going through SQL: to_jsonb is called
-/// directly, told the row type as a planner would tell it.
-pub fn to_jsonb(row: Row) -> pg_sys::Datum {
-    unsafe {
-        let reltype = (*(*row.rel).rd_rel).reltype;
-        let mut flinfo = std::mem::zeroed::<pg_sys::FmgrInfo>();
-        pg_sys::fmgr_info(pg_sys::Oid::from(pg_sys::F_TO_JSONB), &mut flinfo);
-        let arg = pg_sys::makeNullConst(reltype, -1, pg_sys::InvalidOid);
-        flinfo.fn_expr = pg_sys::makeFuncExpr(
-            pg_sys::Oid::from(pg_sys::F_TO_JSONB),
-            pg_sys::JSONBOID,
-            pg_sys::lappend(std::ptr::null_mut(), arg.cast()),
-            pg_sys::InvalidOid,
-            pg_sys::InvalidOid,
-            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
-        )
-        .cast();
-        let value = pg_sys::heap_copy_tuple_as_datum(row.tuple, row.desc());
-        pg_sys::FunctionCall1Coll(&mut flinfo, pg_sys::InvalidOid, value)
+        columns
     }
 }
 

@@ -477,3 +477,76 @@ def test_empty_methods_list_is_refused_not_any(app, holding, call):
     err = expect_error(app, f"SELECT {call}", None, "22023")
     assert err.diag.message_primary == "methods must name at least one authentication method"
     assert satisfied(app, "aal1", "5 minutes", None) is True
+
+
+# --- the same assertion presented again (src/present.rs, Last) ------------------------
+
+def test_same_assertion_again_returns_the_same_claims(app, hs):
+    token = hs.token()
+    with app.transaction():
+        first = present(app, token)
+    for _ in range(3):
+        with app.transaction():
+            assert present(app, token) == first
+            assert current(app) == first
+
+
+def test_same_assertion_again_after_its_key_is_retired(app, su, dbname):
+    key = new_hs256(su, dbname)
+    token = key.token()
+    with app.transaction():
+        present(app, token)
+    su.execute("SELECT stepup.retire_key(%s)", [key.kid])
+    assert_rejected(app, token, f'key "{key.kid}" is retired', key.material)
+
+
+def test_same_assertion_again_after_its_key_material_changed(app, su, dbname):
+    """Only the superuser can edit stepup.keys; any edit is a new key
+    snapshot, and the bytes are checked against the new material."""
+    key = new_hs256(su, dbname)
+    token = key.token()
+    with app.transaction():
+        present(app, token)
+    su.execute("UPDATE stepup.keys SET key = %s WHERE kid = %s", [secrets.token_bytes(32), key.kid])
+    assert_rejected(app, token, "signature does not verify", key.material)
+
+
+def test_same_assertion_again_once_expired(su, hs):
+    su.execute("SET stepup.leeway = 0")
+    token = hs.token(lifetime=2, age=0)
+    with su.transaction():
+        present(su, token)
+    time.sleep(2.5)
+    assert_rejected(su, token, "assertion has expired (exp)", hs.material)
+
+
+def test_same_assertion_again_under_other_settings(su_connect, hs, dbname):
+    su = su_connect()
+    token = hs.token(age=100, lifetime=300)
+    with su.transaction():
+        present(su, token)
+    su.execute("SET stepup.audience = 'payments'")
+    assert_rejected(su, token, "aud does not match stepup.audience", hs.material)
+    su.execute("RESET stepup.audience")
+    su.execute("SET stepup.max_lifetime = 60")
+    assert_rejected(su, token, "exceeds stepup.max_lifetime = 60 s", hs.material)
+
+
+def test_same_assertion_again_after_its_level_is_removed(app, su, hs):
+    level = unique("lvl")
+    su.execute("SELECT stepup.define_level(%s, 5)", [level])
+    token = hs.token(acr=level)
+    with app.transaction():
+        present(app, token)
+    su.execute("DELETE FROM stepup.levels WHERE name = %s", [level])
+    assert_rejected(app, token, f'acr "{level}" is not a level in stepup.levels', hs.material)
+
+
+def test_a_rejected_assertion_stays_rejected(app, hs):
+    """Only accepted assertions are remembered; refusing one twice checks it twice."""
+    bad = Signer(hs.kid, "HS256", secrets.token_bytes(32), b"", hs.aud).token()
+    for _ in range(2):
+        assert_rejected(app, bad, "signature does not verify", hs.material)
+    with app.transaction():
+        present(app, hs.token())
+    assert_rejected(app, bad, "signature does not verify", hs.material)

@@ -140,12 +140,17 @@ unsafe fn plain_columns(rel: pg_sys::Relation, e: &Entry) -> Option<Vec<Option<p
     let attrs = desc.attrs.as_slice(natts);
     let mut out = vec![None; natts];
     let mut seen = [false; 22];
-    for (slot, a) in out.iter_mut().zip(attrs) {
-        if a.attisdropped {
-            continue;
-        }
+    for (live, (slot, a)) in out
+        .iter_mut()
+        .zip(attrs)
+        .filter(|(_, a)| !a.attisdropped)
+        .enumerate()
+    {
         let column = CStr::from_ptr(a.attname.data.as_ptr()).to_bytes();
-        let i = (0..seen.len()).find(|&i| name(i).as_bytes() == column)?;
+        // Columns are in entry order unless someone dropped and re-added one.
+        let i = std::iter::once(live)
+            .chain(0..seen.len())
+            .find(|&i| i < seen.len() && name(i).as_bytes() == column)?;
         if seen[i]
             || a.atttypid != type_of(i)
             || a.attidentity != 0

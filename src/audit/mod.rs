@@ -12,6 +12,7 @@ mod verify;
 use pgrx::prelude::*;
 
 use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
+use crate::render;
 use crate::rows::{self, Row};
 
 /// BEFORE UPDATE/DELETE/TRUNCATE on the audit tables: always refuse.
@@ -87,7 +88,7 @@ fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
         );
     }
     let digest = rows::with_json_row(rel, row_data, |row: Row| {
-        rows::rendered(row.rel, || encoding::row_digest(&row.column_texts()))
+        render::rendered(row.rel, || encoding::row_digest(&render::texts(row)))
     });
     unsafe { pg_sys::RelationClose(rel) };
     digest.unwrap_or_else(|| {

@@ -15,6 +15,7 @@ use super::entry::{self, Values};
 use crate::catalog::PG_EPOCH_OFFSET_US;
 use crate::changes::qualified_name;
 use crate::held;
+use crate::render;
 use crate::rows::{self, Row};
 
 unsafe extern "C-unwind" {
@@ -43,35 +44,27 @@ fn write_entry(td: &pg_sys::TriggerData) {
     let claims = held.as_ref().map(|h| &h.claims);
     let text = |s: Option<&str>| s.and_then(|s| s.into_datum());
     let micros = |us: Option<i64>| us.map(pg_sys::Datum::from);
-    // Rendered under one settings switch per row: digests and to_jsonb.
+    // Rendered under at most one settings switch per row.
     let (old_digest, new_digest, key, changed, old_values, new_values) =
-        rows::rendered(rel, || {
-            let digest = |r: Option<Row>| r.map(|r| row_digest(&r.column_texts()));
+        render::rendered(rel, || {
+            let digest = |r: Option<Row>| r.map(|r| row_digest(&render::texts(r)));
             let changed = rows::changed_columns(old, new);
-            let (old_json, new_json) = (old.map(rows::to_jsonb), new.map(rows::to_jsonb));
             let keys = rows::key_columns(rel);
-            // Column lists to remove, built once per row and reused.
-            let live = live_columns(rel);
-            let all_but = |keep: &[String]| {
-                live.iter()
-                    .filter(|n| !keep.contains(n))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .into_datum()
-            };
             let key = (!keys.is_empty())
-                .then(|| old_json.or(new_json).map(|j| without(j, all_but(&keys))))
+                .then(|| old.or(new).map(|r| render::object(r, keys.iter())))
                 .flatten();
-            let unchanged = all_but(&changed);
-            let old_values = old_json.map(|j| without(j, unchanged));
-            let new_values = new_json.map(|j| without(j, unchanged));
+            let values = |r: Option<Row>| r.map(|r| render::object(r, changed.iter()));
             (
                 digest(old),
                 digest(new),
                 key,
-                changed,
-                old_values,
-                new_values,
+                changed
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .into_datum(),
+                values(old),
+                values(new),
             )
         });
     let id = unsafe { nextval_internal(sequence(), false) };
@@ -92,7 +85,7 @@ fn write_entry(td: &pg_sys::TriggerData) {
         key,
         text(old_digest.as_deref()),
         text(new_digest.as_deref()),
-        changed.into_datum(),
+        changed,
         old_values,
         new_values,
         text(Some(&user_name(unsafe { pg_sys::GetUserId() }))),
@@ -111,26 +104,6 @@ fn write_entry(td: &pg_sys::TriggerData) {
     row[..values.len()].copy_from_slice(&values);
     row[values.len()] = hash.into_datum();
     append(&row);
-}
-
-/// Names of the live columns of `rel`.
-fn live_columns(rel: pg_sys::Relation) -> Vec<String> {
-    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
-    desc.iter()
-        .filter(|a| !a.attisdropped)
-        .map(|a| a.name().to_string())
-        .collect()
-}
-
-/// The jsonb object `j` without the keys in `drop` (a text[] datum).
-fn without(j: pg_sys::Datum, drop: Option<pg_sys::Datum>) -> pg_sys::Datum {
-    let Some(drop) = drop else {
-        return j;
-    };
-    unsafe {
-        pgrx::direct_function_call_as_datum(pg_sys::jsonb_delete_array, &[Some(j), Some(drop)])
-            .unwrap_or(j)
-    }
 }
 
 /// stepup.audit_log_id_seq (two syscache lookups; the schema is the

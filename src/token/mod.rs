@@ -13,6 +13,8 @@ pub use claims::{Claims, Rules};
 pub use error::TokenError;
 pub use sig::{Alg, KeyError, VerifyingKey};
 
+use serde_json::{Map, Value};
+
 /// Longest assertion accepted, in bytes. Real ones are under 1 KiB; the
 /// bound keeps hostile input cheap to refuse.
 pub const MAX_TOKEN_LEN: usize = 8192;
@@ -36,18 +38,33 @@ pub fn verify<'k>(
     known_level: impl Fn(&str) -> bool,
     rules: &Rules,
 ) -> Result<Claims, TokenError> {
+    let (key, authentic) = authenticate(token, lookup, rules.now_us)?;
+    judge(&authentic, key, known_level, rules)
+}
+
+/// An assertion whose signature checked out: the kid it was verified
+/// under and its payload, claims not yet judged.
+#[derive(Debug, Clone)]
+pub struct Authentic {
+    pub kid: String,
+    payload: Map<String, Value>,
+}
+
+/// The envelope, the key chosen by kid, the signature: what holds for
+/// these bytes as long as the same key is registered under that kid.
+pub fn authenticate<'k>(
+    token: &str,
+    lookup: impl Fn(&str) -> Option<&'k RegisteredKey>,
+    now_us: i64,
+) -> Result<(&'k RegisteredKey, Authentic), TokenError> {
     let env = jws::split(token)?;
     let Some(header_alg) = Alg::parse(&env.alg) else {
         return Err(TokenError::UnsupportedAlg(env.alg));
     };
     let kid = env.kid.ok_or(TokenError::MissingKid)?;
     let key = lookup(&kid).ok_or_else(|| TokenError::UnknownKid(kid.clone()))?;
-    if rules.now_us < key.not_before_us {
-        return Err(TokenError::KeyNotYetValid(kid));
-    }
-    if key.not_after_us.is_some_and(|end| rules.now_us >= end) {
-        return Err(TokenError::KeyRetired(kid));
-    }
+    // Before the signature: a retired key's tokens are refused as such.
+    in_validity(key, &kid, now_us)?;
     if key.key.alg() != header_alg {
         return Err(TokenError::AlgMismatch {
             kid,
@@ -56,8 +73,21 @@ pub fn verify<'k>(
         });
     }
     key.key.verify(env.signing_input, &env.signature)?;
+    let payload = jws::claims(&env.payload)?;
+    Ok((key, Authentic { kid, payload }))
+}
 
-    let claims = claims::check(jws::claims(&env.payload)?, &kid, rules)?;
+/// Everything that depends on the clock and on settings, judged at every
+/// presentation: `key` (the one registered under the kid) still valid,
+/// the claim rules, the key's issuer, a known level.
+pub fn judge(
+    a: &Authentic,
+    key: &RegisteredKey,
+    known_level: impl Fn(&str) -> bool,
+    rules: &Rules,
+) -> Result<Claims, TokenError> {
+    in_validity(key, &a.kid, rules.now_us)?;
+    let claims = claims::check(a.payload.clone(), &a.kid, rules)?;
     if let Some(expected) = &key.issuer {
         if claims.iss.as_ref() != Some(expected) {
             return Err(TokenError::WrongIssuer);
@@ -67,6 +97,16 @@ pub fn verify<'k>(
         return Err(TokenError::UnknownLevel(claims.acr));
     }
     Ok(claims)
+}
+
+fn in_validity(key: &RegisteredKey, kid: &str, now_us: i64) -> Result<(), TokenError> {
+    if now_us < key.not_before_us {
+        return Err(TokenError::KeyNotYetValid(kid.into()));
+    }
+    if key.not_after_us.is_some_and(|end| now_us >= end) {
+        return Err(TokenError::KeyRetired(kid.into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

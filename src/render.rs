@@ -1,0 +1,188 @@
+//! How rows render: as text (their types' output functions) for row
+//! digests, as jsonb (as `to_jsonb` renders them) for audit values and
+//! change digests; the same whatever the session's settings.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::ptr::null_mut;
+
+use pgrx::pg_sys::{self, JsonbIteratorToken as Tok};
+use pgrx::prelude::*;
+use pgrx::{JsonB, PgTupleDesc};
+use serde_json::{Map, Value};
+
+use crate::rows::{pinned, Column, Row};
+
+/// Runs `f`, which renders rows of `rel`, so that the text is the same
+/// whatever the session's settings: directly when every column has a type
+/// whose rendering reads no setting, otherwise under [`OUTPUT_SETTINGS`].
+/// Switching settings costs more than rendering a small row (two
+/// set_config_option calls were ~9% of a protected UPDATE's CPU).
+pub fn rendered<R>(rel: pg_sys::Relation, f: impl FnOnce() -> R) -> R {
+    let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+    if desc
+        .iter()
+        .all(|a| a.attisdropped || SETTINGS_FREE.contains(&a.atttypid))
+    {
+        f()
+    } else {
+        pinned(OUTPUT_SETTINGS, f)
+    }
+}
+
+/// Built-in types whose output function and to_jsonb rendering read no
+/// setting (not DateStyle, IntervalStyle, TimeZone, extra_float_digits,
+/// bytea_output, lc_monetary or search_path), nor do their arrays'.
+/// Anything else (floats, dates and times, bytea, money, reg* names, enums,
+/// domains, composites, user types) is rendered under [`OUTPUT_SETTINGS`].
+const SETTINGS_FREE: [pg_sys::Oid; 26] = [
+    pg_sys::BOOLOID,
+    pg_sys::INT2OID,
+    pg_sys::INT4OID,
+    pg_sys::INT8OID,
+    pg_sys::NUMERICOID,
+    pg_sys::OIDOID,
+    pg_sys::TEXTOID,
+    pg_sys::VARCHAROID,
+    pg_sys::BPCHAROID,
+    pg_sys::NAMEOID,
+    pg_sys::CHAROID,
+    pg_sys::UUIDOID,
+    pg_sys::JSONOID,
+    pg_sys::JSONBOID,
+    pg_sys::INETOID,
+    pg_sys::CIDROID,
+    pg_sys::BOOLARRAYOID,
+    pg_sys::INT2ARRAYOID,
+    pg_sys::INT4ARRAYOID,
+    pg_sys::INT8ARRAYOID,
+    pg_sys::NUMERICARRAYOID,
+    pg_sys::TEXTARRAYOID,
+    pg_sys::VARCHARARRAYOID,
+    pg_sys::UUIDARRAYOID,
+    pg_sys::JSONBARRAYOID,
+    pg_sys::INETARRAYOID,
+];
+
+/// Output settings under which rows are rendered (to_jsonb, digests, the
+/// audit): the same text whatever the session's settings.
+pub const OUTPUT_SETTINGS: &[(&CStr, &CStr)] = &[
+    (c"search_path", c"pg_catalog, pg_temp"),
+    (c"TimeZone", c"UTC"),
+    (c"DateStyle", c"ISO, MDY"),
+    (c"IntervalStyle", c"postgres"),
+    (c"extra_float_digits", c"1"),
+    (c"bytea_output", c"hex"),
+];
+
+/// The row as `to_jsonb` renders it with TimeZone UTC and the default
+/// output settings: what `stepup.change_digest` callers are told to send.
+pub fn as_json(row: Row) -> Map<String, Value> {
+    let json = rendered(row.rel, || unsafe {
+        let columns = row.columns();
+        JsonB::from_datum(object(row, columns.iter()), false)
+    });
+    match json {
+        Some(JsonB(Value::Object(m))) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Every live column as (name, text output), the output taken under the
+/// caller's settings (see [`rendered`]).
+pub fn texts(row: Row) -> Vec<(String, Option<String>)> {
+    row.columns()
+        .into_iter()
+        .map(|c| {
+            let text = row.value(c.index).map(|d| unsafe {
+                let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
+                pg_sys::getTypeOutputInfo(c.type_oid, &mut func, &mut varlena);
+                let p = pg_sys::OidOutputFunctionCall(func, d);
+                let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+                pg_sys::pfree(p.cast());
+                s
+            });
+            (c.name, text)
+        })
+        .collect()
+}
+
+/// The jsonb object of `columns` of the row, each value as `to_jsonb(row)`
+/// renders it under the caller's settings (see [`rendered`]): built
+/// column by column, so an UPDATE's entry renders only the columns it
+/// names instead of two whole rows cut down afterwards.
+pub fn object<'c>(row: Row, columns: impl Iterator<Item = &'c Column>) -> pg_sys::Datum {
+    unsafe {
+        let mut state: *mut pg_sys::JsonbParseState = null_mut();
+        pg_sys::pushJsonbValue(&mut state, Tok::WJB_BEGIN_OBJECT, null_mut());
+        for c in columns {
+            let mut key = pg_sys::JsonbValue {
+                type_: pg_sys::jbvType::jbvString,
+                val: std::mem::zeroed(),
+            };
+            key.val.string.len = i32::try_from(c.name.len()).unwrap_or(i32::MAX);
+            key.val.string.val = c.name.as_ptr().cast_mut().cast();
+            pg_sys::pushJsonbValue(&mut state, Tok::WJB_KEY, &mut key);
+            let mut value = pg_sys::JsonbValue {
+                type_: pg_sys::jbvType::jbvNull,
+                val: std::mem::zeroed(),
+            };
+            if let Some(d) = row.value(c.index) {
+                let jb = value_to_jsonb(c.type_oid, d).cast_mut_ptr::<pg_sys::Jsonb>();
+                let root = &raw mut (*jb).root;
+                if (*root).header & pg_sys::JB_FSCALAR != 0 {
+                    pg_sys::JsonbExtractScalar(root, &mut value);
+                } else {
+                    // The builder copies a container's contents in.
+                    value.type_ = pg_sys::jbvType::jbvBinary;
+                    value.val.binary.data = root;
+                    value.val.binary.len =
+                        i32::try_from(pgrx::varsize_any_exhdr(jb.cast())).unwrap_or(i32::MAX);
+                }
+            }
+            pg_sys::pushJsonbValue(&mut state, Tok::WJB_VALUE, &mut value);
+        }
+        let done = pg_sys::pushJsonbValue(&mut state, Tok::WJB_END_OBJECT, null_mut());
+        pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(done))
+    }
+}
+
+/// `to_jsonb(value)` for a value of type `type_oid`.
+fn value_to_jsonb(type_oid: pg_sys::Oid, value: pg_sys::Datum) -> pg_sys::Datum {
+    TO_JSONB.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let flinfo = cache
+            .entry(type_oid)
+            .or_insert_with(|| to_jsonb_of(type_oid));
+        unsafe { pg_sys::FunctionCall1Coll(flinfo.as_mut(), pg_sys::InvalidOid, value) }
+    })
+}
+
+/// to_jsonb, told its argument's type as a planner would tell it (it
+/// reads the type from its call expression at each call, so an entry
+/// never goes stale).
+fn to_jsonb_of(type_oid: pg_sys::Oid) -> Box<pg_sys::FmgrInfo> {
+    unsafe {
+        let mut flinfo = Box::new(std::mem::zeroed::<pg_sys::FmgrInfo>());
+        let caller = pg_sys::MemoryContextSwitchTo(pg_sys::TopMemoryContext);
+        pg_sys::fmgr_info(pg_sys::Oid::from(pg_sys::F_TO_JSONB), flinfo.as_mut());
+        let arg = pg_sys::makeNullConst(type_oid, -1, pg_sys::InvalidOid);
+        flinfo.fn_expr = pg_sys::makeFuncExpr(
+            pg_sys::Oid::from(pg_sys::F_TO_JSONB),
+            pg_sys::JSONBOID,
+            pg_sys::lappend(null_mut(), arg.cast()),
+            pg_sys::InvalidOid,
+            pg_sys::InvalidOid,
+            pg_sys::CoercionForm::COERCE_EXPLICIT_CALL,
+        )
+        .cast();
+        pg_sys::MemoryContextSwitchTo(caller);
+        flinfo
+    }
+}
+
+thread_local! {
+    static TO_JSONB: RefCell<HashMap<pg_sys::Oid, Box<pg_sys::FmgrInfo>>> =
+        RefCell::new(HashMap::new());
+}
