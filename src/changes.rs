@@ -1,6 +1,8 @@
 //! `stepup.change_digest`: the SQL face of [`crate::digest`], so an
 //! application can show the user, and an IdP can sign, the exact change.
 
+use std::ffi::CStr;
+
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -14,16 +16,32 @@ pub fn qualified_name(relid: pg_sys::Oid) -> Option<String> {
         if name.is_null() {
             return None;
         }
-        let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
-        if nsp.is_null() {
-            return None;
-        }
-        Some(format!(
-            "{}.{}",
-            std::ffi::CStr::from_ptr(nsp).to_string_lossy(),
-            std::ffi::CStr::from_ptr(name).to_string_lossy()
-        ))
+        in_schema(pg_sys::get_rel_namespace(relid), CStr::from_ptr(name))
     }
+}
+
+/// [`qualified_name`] of an open relation (one catalog lookup, not three).
+pub fn relation_name(rel: pg_sys::Relation) -> Option<String> {
+    unsafe {
+        let form = &*(*rel).rd_rel;
+        in_schema(
+            form.relnamespace,
+            CStr::from_ptr(form.relname.data.as_ptr()),
+        )
+    }
+}
+
+fn in_schema(nsp: pg_sys::Oid, name: &CStr) -> Option<String> {
+    let nsp = unsafe { pg_sys::get_namespace_name(nsp) };
+    if nsp.is_null() {
+        return None;
+    }
+    let nsp = unsafe { CStr::from_ptr(nsp) };
+    Some(format!(
+        "{}.{}",
+        nsp.to_string_lossy(),
+        name.to_string_lossy()
+    ))
 }
 
 // pgrx has no regclass type; a regclass datum is its Oid, so the SQL

@@ -13,7 +13,7 @@ use super::append::{append, Entry};
 use super::encoding::{entry_hash, row_digest};
 use super::entry::{self, Values};
 use crate::catalog::PG_EPOCH_OFFSET_US;
-use crate::changes::qualified_name;
+use crate::changes::relation_name;
 use crate::held;
 use crate::render;
 use crate::rows::{self, Row};
@@ -39,7 +39,6 @@ fn write_entry(td: &pg_sys::TriggerData) {
         pg_sys::TRIGGER_EVENT_DELETE => ("DELETE", row(td.tg_trigtuple), None),
         _ => return,
     };
-    let relid = unsafe { (*rel).rd_id };
     let held = held::current();
     let claims = held.as_ref().map(|h| &h.claims);
     let text = |s: Option<&str>| s.and_then(|s| s.into_datum());
@@ -75,7 +74,7 @@ fn write_entry(td: &pg_sys::TriggerData) {
             .checked_mul(1_000_000)?
             .checked_sub(PG_EPOCH_OFFSET_US)
     });
-    let table = qualified_name(relid).unwrap_or_default();
+    let table = relation_name(rel).unwrap_or_default();
     let values: Values = [
         Some(pg_sys::Datum::from(id)),
         micros(Some(now)),
