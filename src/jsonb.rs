@@ -79,7 +79,7 @@ unsafe fn push(
 }
 
 /// A string JsonbValue; the builder copies the bytes into the jsonb.
-unsafe fn string(s: &str) -> pg_sys::JsonbValue {
+pub unsafe fn string(s: &str) -> pg_sys::JsonbValue {
     let mut v = pg_sys::JsonbValue {
         type_: pg_sys::jbvType::jbvString,
         val: std::mem::zeroed(),

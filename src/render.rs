@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgTupleDesc};
 use serde_json::{Map, Value};
 
+use crate::jsonb;
 use crate::rows::{pinned, Column, Row};
 
 /// Runs `f`, which renders rows of `rel`, so that the text is the same
@@ -117,34 +118,69 @@ pub fn object<'c>(row: Row, columns: impl Iterator<Item = &'c Column>) -> pg_sys
         let mut state: *mut pg_sys::JsonbParseState = null_mut();
         pg_sys::pushJsonbValue(&mut state, Tok::WJB_BEGIN_OBJECT, null_mut());
         for c in columns {
-            let mut key = pg_sys::JsonbValue {
-                type_: pg_sys::jbvType::jbvString,
-                val: std::mem::zeroed(),
-            };
-            key.val.string.len = i32::try_from(c.name.len()).unwrap_or(i32::MAX);
-            key.val.string.val = c.name.as_ptr().cast_mut().cast();
+            let mut key = jsonb::string(&c.name);
             pg_sys::pushJsonbValue(&mut state, Tok::WJB_KEY, &mut key);
             let mut value = pg_sys::JsonbValue {
                 type_: pg_sys::jbvType::jbvNull,
                 val: std::mem::zeroed(),
             };
             if let Some(d) = row.value(c.index) {
-                let jb = value_to_jsonb(c.type_oid, d).cast_mut_ptr::<pg_sys::Jsonb>();
-                let root = &raw mut (*jb).root;
-                if (*root).header & pg_sys::JB_FSCALAR != 0 {
-                    pg_sys::JsonbExtractScalar(root, &mut value);
-                } else {
-                    // The builder copies a container's contents in.
-                    value.type_ = pg_sys::jbvType::jbvBinary;
-                    value.val.binary.data = root;
-                    value.val.binary.len =
-                        i32::try_from(pgrx::varsize_any_exhdr(jb.cast())).unwrap_or(i32::MAX);
+                if !scalar(c.type_oid, d, &mut value) {
+                    any_value(c.type_oid, d, &mut value);
                 }
             }
             pg_sys::pushJsonbValue(&mut state, Tok::WJB_VALUE, &mut value);
         }
         let done = pg_sys::pushJsonbValue(&mut state, Tok::WJB_END_OBJECT, null_mut());
         pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(done))
+    }
+}
+
+/// The commonest column types as to_jsonb renders them (integers as
+/// numbers, booleans, text as strings), without its per-call type lookup
+/// and the print-and-parse it does for integers; false for any other type.
+///
+/// # Safety
+/// `d` is a non-null datum of type `type_oid`.
+unsafe fn scalar(type_oid: pg_sys::Oid, d: pg_sys::Datum, out: &mut pg_sys::JsonbValue) -> bool {
+    let int = |i: i64| (pg_sys::jbvType::jbvNumeric, pg_sys::int64_to_numeric(i));
+    let (kind, numeric) = match type_oid {
+        pg_sys::INT2OID => int(i64::from(d.value() as i16)),
+        pg_sys::INT4OID => int(i64::from(d.value() as i32)),
+        pg_sys::INT8OID => int(d.value() as i64),
+        pg_sys::BOOLOID => {
+            out.type_ = pg_sys::jbvType::jbvBool;
+            out.val.boolean = d.value() != 0;
+            return true;
+        }
+        pg_sys::TEXTOID | pg_sys::VARCHAROID => {
+            let text = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+            out.type_ = pg_sys::jbvType::jbvString;
+            out.val.string.len = i32::try_from(pgrx::varsize_any_exhdr(text)).unwrap_or(i32::MAX);
+            out.val.string.val = pgrx::vardata_any(text).cast_mut();
+            return true;
+        }
+        _ => return false,
+    };
+    out.type_ = kind;
+    out.val.numeric = numeric;
+    true
+}
+
+/// Any value, through to_jsonb itself.
+///
+/// # Safety
+/// `d` is a non-null datum of type `type_oid`.
+unsafe fn any_value(type_oid: pg_sys::Oid, d: pg_sys::Datum, out: &mut pg_sys::JsonbValue) {
+    let jb = value_to_jsonb(type_oid, d).cast_mut_ptr::<pg_sys::Jsonb>();
+    let root = &raw mut (*jb).root;
+    if (*root).header & pg_sys::JB_FSCALAR != 0 {
+        pg_sys::JsonbExtractScalar(root, out);
+    } else {
+        // The builder copies a container's contents in.
+        out.type_ = pg_sys::jbvType::jbvBinary;
+        out.val.binary.data = root;
+        out.val.binary.len = i32::try_from(pgrx::varsize_any_exhdr(jb.cast())).unwrap_or(i32::MAX);
     }
 }
 

@@ -486,3 +486,36 @@ def test_settings_free_types_render_the_same_under_any_settings(fresh):
         assert r[2] == scalar(su, "SELECT stepup.row_digest('plain', to_jsonb(p)) FROM plain p WHERE part = %s",
                               [str(part)])
     assert verify(su)[:3] == (True, 4, None)
+
+
+def test_values_are_to_jsonb_of_the_row(fresh):
+    """Audit values are built column by column (src/render.rs), the commonest
+    types without to_jsonb itself: each must be exactly what to_jsonb(row)
+    gives, at the edges of every such type."""
+    su = fresh.connect()
+    su.execute("""CREATE TABLE public.edges (id int PRIMARY KEY, s int2, i int4, b int8, t text,
+                  v varchar(20), f bool, n numeric, arr int8[], j jsonb, c char(4))""")
+    su.execute("SELECT stepup.protect('public.edges', operations => '{DELETE}')")
+    su.execute("""INSERT INTO public.edges VALUES
+        (1, -32768, -2147483648, -9223372036854775808, '', '', false, 'NaN', '{}', 'null', 'a'),
+        (2, 32767, 2147483647, 9223372036854775807, e'tab\\t"q" \\\\ \\u00e9 \\U0001F600', 'x',
+         true, '-0.000100', '{1,NULL}', '{"a": {"b": [1, "2"]}}', 'abcd'),
+        (3, 0, 0, 0, repeat('long ', 2000), NULL, NULL, 'Infinity', NULL, '[]', NULL)""")
+    before = dict(su.execute("SELECT id, to_jsonb(e)::text FROM public.edges e").fetchall())
+    su.execute("UPDATE public.edges SET s = -(s + 1), t = t || '!', f = NOT f, n = n * 2 WHERE id < 3")
+    after = dict(su.execute("SELECT id, to_jsonb(e)::text FROM public.edges e").fetchall())
+    entries = su.execute("""SELECT l.op, (l.key->>'id')::int, l.old_values::text, l.new_values::text,
+                                   l.key::text, l.changed
+                              FROM stepup.audit_log l WHERE l.table_name = 'public.edges' ORDER BY l.id""").fetchall()
+    assert [(e[0], e[1]) for e in entries] == [("INSERT", 1), ("INSERT", 2), ("INSERT", 3), ("UPDATE", 1),
+                                               ("UPDATE", 2)]
+    only = "SELECT (%s::jsonb - array(SELECT k FROM jsonb_object_keys(%s::jsonb) k WHERE k <> ALL(%s)))::text"
+    for op, id_, old, new, key, changed in entries:
+        assert key == f'{{"id": {id_}}}'
+        if op == "INSERT":
+            assert old is None and new == before[id_]
+        else:
+            assert sorted(changed) == (["f", "n", "s", "t"] if id_ == 2 else ["f", "s", "t"])
+            assert new == scalar(su, only, [after[id_], after[id_], changed])
+            assert old == scalar(su, only, [before[id_], before[id_], changed])
+    assert verify(su)[:3] == (True, 5, None)
