@@ -97,9 +97,7 @@ pub fn texts(row: Row) -> Vec<(String, Option<String>)> {
         .into_iter()
         .map(|c| {
             let text = row.value(c.index).map(|d| unsafe {
-                let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
-                pg_sys::getTypeOutputInfo(c.type_oid, &mut func, &mut varlena);
-                let p = pg_sys::OidOutputFunctionCall(func, d);
+                let p = output(c.type_oid, d);
                 let s = CStr::from_ptr(p).to_string_lossy().into_owned();
                 pg_sys::pfree(p.cast());
                 s
@@ -107,6 +105,32 @@ pub fn texts(row: Row) -> Vec<(String, Option<String>)> {
             (c.name, text)
         })
         .collect()
+}
+
+/// The text output of `d`, a value of type `type_oid`. Output functions of
+/// built-in types are looked up once per backend (they cannot change);
+/// any other type's at each call.
+///
+/// # Safety
+/// `d` is a non-null datum of type `type_oid`.
+unsafe fn output(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> *mut std::ffi::c_char {
+    let lookup = || {
+        let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
+        pg_sys::getTypeOutputInfo(type_oid, &mut func, &mut varlena);
+        func
+    };
+    if u32::from(type_oid) >= pg_sys::FirstNormalObjectId {
+        return pg_sys::OidOutputFunctionCall(lookup(), d);
+    }
+    OUTPUT.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let flinfo = cache.entry(type_oid).or_insert_with(|| {
+            let mut f = Box::new(std::mem::zeroed::<pg_sys::FmgrInfo>());
+            pg_sys::fmgr_info_cxt(lookup(), f.as_mut(), pg_sys::TopMemoryContext);
+            f
+        });
+        pg_sys::OutputFunctionCall(flinfo.as_mut(), d)
+    })
 }
 
 /// The jsonb object of `columns` of the row, each value as `to_jsonb(row)`
@@ -219,6 +243,8 @@ fn to_jsonb_of(type_oid: pg_sys::Oid) -> Box<pg_sys::FmgrInfo> {
 }
 
 thread_local! {
+    static OUTPUT: RefCell<HashMap<pg_sys::Oid, Box<pg_sys::FmgrInfo>>> =
+        RefCell::new(HashMap::new());
     static TO_JSONB: RefCell<HashMap<pg_sys::Oid, Box<pg_sys::FmgrInfo>>> =
         RefCell::new(HashMap::new());
 }

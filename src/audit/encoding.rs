@@ -6,6 +6,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::digest::lower_hex;
+
 pub const ROW_DOMAIN: &[u8] = b"pg_stepup row v1\n";
 pub const ENTRY_DOMAIN: &[u8] = b"pg_stepup entry v1\n";
 pub const LINK_DOMAIN: &[u8] = b"pg_stepup link v1\n";
@@ -67,7 +69,7 @@ pub fn row_digest(columns: &[(String, Option<String>)]) -> String {
         field(&mut h, Some(name));
         field(&mut h, value.as_deref());
     }
-    hex::encode(h.finalize())
+    lower_hex(&h.finalize())
 }
 
 /// Hash of an entry from its fields in [`ENTRY_FIELDS`] order.
@@ -77,7 +79,7 @@ pub fn entry_hash<'a>(fields: impl IntoIterator<Item = Option<&'a str>>) -> Stri
     for f in fields {
         field(&mut h, f);
     }
-    hex::encode(h.finalize())
+    lower_hex(&h.finalize())
 }
 
 /// Hash of one chain link.
@@ -88,7 +90,7 @@ pub fn link_hash(seq: i64, entry_id: i64, entry_hash: &str, prev_hash: &str) -> 
     field(&mut h, Some(&entry_id.to_string()));
     field(&mut h, Some(entry_hash));
     field(&mut h, Some(prev_hash));
-    hex::encode(h.finalize())
+    lower_hex(&h.finalize())
 }
 
 #[cfg(test)]
@@ -123,7 +125,7 @@ mod tests {
         let empty_row = {
             let mut h = Sha256::new();
             h.update(b"pg_stepup row v1\n\x00\x00\x00\x00");
-            hex::encode(h.finalize())
+            lower_hex(&h.finalize())
         };
         assert_eq!(row_digest(&[]), empty_row);
         assert_eq!(

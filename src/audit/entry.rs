@@ -96,7 +96,9 @@ unsafe fn render(kind: Kind, d: pg_sys::Datum) -> String {
 /// # Safety
 /// `d` is a non-null text datum.
 pub unsafe fn text(d: pg_sys::Datum) -> String {
-    take_cstring(pg_sys::text_to_cstring(d.cast_mut_ptr()))
+    // Read in place: one copy, not text_to_cstring's palloc and a second.
+    let t = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+    String::from_utf8_lossy(pgrx::varlena::varlena_to_byte_slice(t)).into_owned()
 }
 
 unsafe fn take_cstring(p: *mut std::ffi::c_char) -> String {
