@@ -134,6 +134,10 @@ class Bench:
                           for n in clients}
                 cells = "".join(f"{ratios[n]:>26.3f}" for n in clients)
                 self.say(f"{'ratio ' + a + '/' + b + ' (tps, median)':<34}{cells}")
+                if (a, b) == ("2", "1b"):  # the noisiest target: show the spread
+                    spread = {n: [x[0] / y[0] for x, y in zip(runs[(a, n)], runs[(b, n)])] for n in clients}
+                    cells = "".join(f"{f'{min(spread[n]):.2f}-{max(spread[n]):.2f}':>26}" for n in clients)
+                    self.say(f"{'  per-run 2/1b (min-max)':<34}{cells}")
         for key in ("1b", "2"):
             if key in wanted and len(clients) > 1:
                 lo, hi = clients[0], clients[-1]
