@@ -36,7 +36,12 @@ def test_every_entry_is_in_every_index(fresh):
     with app.transaction():  # many entries from one statement
         present(app, fresh.signer.token())
         app.execute("UPDATE public.payouts SET amount = amount * 2")
-    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 5
+    big = "".join(f"{i:06d}" for i in range(50_000))  # 300 kB, TOASTed in the entry too
+    with app.transaction():
+        present(app, fresh.signer.token())
+        app.execute("UPDATE public.payouts SET owner = %s WHERE id = 3", [big])
+    assert scalar(su, "SELECT new_values->>'owner' FROM stepup.audit_log ORDER BY id DESC LIMIT 1") == big
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 6
     for index in ("stepup.audit_log_pkey", "stepup.by_key", "stepup.by_table"):
         # heapallindexed: every heap tuple of the table is found in the index.
         su.execute("SELECT bt_index_check(%s::regclass, true)", [index])
@@ -50,7 +55,7 @@ def test_every_entry_is_in_every_index(fresh):
         == ["UPDATE", "UPDATE"]
     assert [r[0] for r in su.execute(
         "SELECT op FROM stepup.audit_log WHERE key->>'id' = '2' AND op <> 'INSERT'")] == ["DELETE"]
-    assert verify(su)[:3] == (True, 5, None)
+    assert verify(su)[:3] == (True, 6, None)
 
 
 def test_a_unique_index_on_the_log_is_enforced(fresh):
