@@ -42,7 +42,7 @@ const INSERT_ENTRY: &str = "INSERT INTO stepup.audit_log (id, at, txid, table_na
 
 /// Appends `e`; errors (and so refuses the change) if it cannot.
 pub fn append(e: &Entry) {
-    let relid = audit_log();
+    let relid = super::relation(c"audit_log");
     if unsafe { direct(relid, e) } {
         return;
     }
@@ -173,16 +173,4 @@ unsafe fn immediate_indexes(rri: *mut pg_sys::ResultRelInfo) -> bool {
         let index = *(*rri).ri_IndexRelationDescs.add(i);
         (*(*index).rd_index).indimmediate
     })
-}
-
-/// stepup.audit_log (a syscache lookup; the schema is the extension's).
-fn audit_log() -> pg_sys::Oid {
-    let relid = unsafe {
-        let nsp = pg_sys::get_namespace_oid(c"stepup".as_ptr(), true);
-        pg_sys::get_relname_relid(c"audit_log".as_ptr(), nsp)
-    };
-    if relid == pg_sys::InvalidOid {
-        error!("pg_stepup: stepup.audit_log is missing; the change is refused");
-    }
-    relid
 }

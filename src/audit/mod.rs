@@ -15,6 +15,23 @@ use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
 use crate::render;
 use crate::rows::{self, Row};
 
+/// The extension's relation `stepup.<name>` (two syscache lookups; the
+/// schema is the extension's, CREATE EXTENSION refuses a squatted one).
+/// Missing (dropped by hand): the change is refused.
+fn relation(name: &std::ffi::CStr) -> pg_sys::Oid {
+    let relid = unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"stepup".as_ptr(), true);
+        pg_sys::get_relname_relid(name.as_ptr(), nsp)
+    };
+    if relid == pg_sys::InvalidOid {
+        error!(
+            "pg_stepup: stepup.{} is missing; the change is refused",
+            name.to_string_lossy()
+        );
+    }
+    relid
+}
+
 /// BEFORE UPDATE/DELETE/TRUNCATE on the audit tables: always refuse.
 #[pg_trigger]
 fn append_only<'a>(

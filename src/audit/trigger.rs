@@ -66,7 +66,7 @@ fn write_entry(td: &pg_sys::TriggerData) {
                 values(new),
             )
         });
-    let id = unsafe { nextval_internal(sequence(), false) };
+    let id = unsafe { nextval_internal(super::relation(c"audit_log_id_seq"), false) };
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let txid = unsafe { pg_sys::GetTopFullTransactionId().value };
     let auth_time = claims.and_then(|c| {
@@ -103,19 +103,6 @@ fn write_entry(td: &pg_sys::TriggerData) {
     row[..values.len()].copy_from_slice(&values);
     row[values.len()] = hash.into_datum();
     append(&row);
-}
-
-/// stepup.audit_log_id_seq (two syscache lookups; the schema is the
-/// extension's, CREATE EXTENSION refuses a squatted one).
-fn sequence() -> pg_sys::Oid {
-    let seq = unsafe {
-        let nsp = pg_sys::get_namespace_oid(c"stepup".as_ptr(), true);
-        pg_sys::get_relname_relid(c"audit_log_id_seq".as_ptr(), nsp)
-    };
-    if seq == pg_sys::InvalidOid {
-        error!("pg_stepup: stepup.audit_log_id_seq is missing; the change is refused");
-    }
-    seq
 }
 
 fn application_name() -> Option<String> {
