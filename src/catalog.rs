@@ -33,12 +33,17 @@ pub struct Snapshot {
     /// Owner of the catalog (of stepup.protected), whom owner::as_owner
     /// becomes; InvalidOid if the catalog is missing.
     pub owner: pg_sys::Oid,
+    /// stepup.audit_log and its id sequence (InvalidOid if missing): the
+    /// audit trigger writes every entry without looking them up by name.
+    pub audit_log: pg_sys::Oid,
+    pub audit_seq: pg_sys::Oid,
 }
 
 thread_local! {
     static CACHE: RefCell<Option<Rc<Snapshot>>> = const { RefCell::new(None) };
-    /// OIDs of the three catalog tables when the cache was filled.
-    static WATCHED: Cell<[pg_sys::Oid; 3]> = const { Cell::new([pg_sys::InvalidOid; 3]) };
+    /// OIDs of the catalog tables and audit relations when the cache was
+    /// filled: dropping any of them drops the cache.
+    static WATCHED: Cell<[pg_sys::Oid; 5]> = const { Cell::new([pg_sys::InvalidOid; 5]) };
     /// Bumped by every relevant invalidation, so a load that overlapped one
     /// is used once and not kept.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
@@ -78,9 +83,14 @@ pub fn register_invalidation() {
 unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let watched = WATCHED.with(Cell::get);
     if relid == pg_sys::InvalidOid || watched.contains(&relid) {
-        CACHE.with(|c| c.borrow_mut().take());
-        GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+        forget();
     }
+}
+
+/// Drops the cached snapshot; the next [`snapshot`] loads anew.
+pub fn forget() {
+    CACHE.with(|c| c.borrow_mut().take());
+    GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
 }
 
 /// Statement trigger on the catalog tables: every backend drops
@@ -114,9 +124,15 @@ pub fn relid(name: &std::ffi::CStr) -> pg_sys::Oid {
 }
 
 fn load() -> Snapshot {
-    let [keys_oid, levels_oid, protected_oid] =
-        [relid(c"keys"), relid(c"levels"), relid(c"protected")];
-    WATCHED.with(|w| w.set([keys_oid, levels_oid, protected_oid]));
+    let watched = [
+        relid(c"keys"),
+        relid(c"levels"),
+        relid(c"protected"),
+        relid(c"audit_log"),
+        relid(c"audit_log_id_seq"),
+    ];
+    WATCHED.with(|w| w.set(watched));
+    let [keys_oid, levels_oid, protected_oid, audit_log, audit_seq] = watched;
     let mut keys = HashMap::new();
     let mut levels = HashMap::new();
     let mut policies = HashMap::new();
@@ -157,6 +173,8 @@ fn load() -> Snapshot {
         keys,
         levels,
         policies,
+        audit_log,
+        audit_seq,
     }
 }
 

@@ -90,21 +90,15 @@ pub fn as_json(row: Row) -> Map<String, Value> {
     }
 }
 
-/// Every live column as (name, text output), the output taken under the
-/// caller's settings (see [`rendered`]).
-pub fn texts(row: Row) -> Vec<(String, Option<String>)> {
-    row.columns()
-        .into_iter()
-        .map(|c| {
-            let text = row.value(c.index).map(|d| unsafe {
-                let p = output(c.type_oid, d);
-                let s = CStr::from_ptr(p).to_string_lossy().into_owned();
-                pg_sys::pfree(p.cast());
-                s
-            });
-            (c.name, text)
-        })
-        .collect()
+/// Hands the text output of `d`, a non-null value of type `type_oid`,
+/// rendered under the caller's settings (see [`rendered`]), to `f`.
+pub fn with_text<R>(type_oid: pg_sys::Oid, d: pg_sys::Datum, f: impl FnOnce(&str) -> R) -> R {
+    unsafe {
+        let p = output(type_oid, d);
+        let r = f(&CStr::from_ptr(p).to_string_lossy());
+        pg_sys::pfree(p.cast());
+        r
+    }
 }
 
 /// The text output of `d`, a value of type `type_oid`. Output functions of

@@ -102,18 +102,22 @@ pub fn changes_any(old: Row, new: Row, columns: &[String]) -> bool {
     })
 }
 
+/// Columns sorted bytewise by name, as row digests take them.
+pub fn by_name(mut columns: Vec<Column>) -> Vec<Column> {
+    columns.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    columns
+}
+
 /// The live columns `new` changed from `old` (every live column when
 /// either is missing), sorted bytewise by name.
 pub fn changed_columns(old: Option<Row>, new: Option<Row>) -> Vec<Column> {
     let Some(any) = old.or(new) else {
         return Vec::new();
     };
-    let mut changed = live_columns(any.rel, |i, _| match (old, new) {
+    by_name(live_columns(any.rel, |i, _| match (old, new) {
         (Some(o), Some(n)) => differs(o, n, i),
         _ => true,
-    });
-    changed.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    changed
+    }))
 }
 
 /// The live columns of `rel` that `keep` (given the 0-based index and the

@@ -167,3 +167,38 @@ def test_a_column_added_to_the_log_gets_its_default(fresh):
         app.execute(CHANGES[0])
     assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 4
     assert verify(su)[:3] == (True, 4, None)
+
+
+def test_a_renamed_log_refuses_changes_even_in_sessions_that_wrote_to_it(fresh):
+    """A backend finds the log once and keeps its OID (src/catalog.rs); a
+    session that already wrote entries must refuse its next change once the
+    log is renamed, write nothing into a look-alike put in its place (not
+    the extension's), and find the log again once it is renamed back.
+    (Dropping it on its own is impossible: the extension depends on it.)"""
+    su = fresh.connect()
+    app = change_all(fresh)
+    update = "UPDATE public.payouts SET amount = amount + 1 WHERE id = 1"
+
+    def stepped_up_change():
+        with app.transaction():
+            present(app, fresh.signer.token())
+            app.execute(update)
+
+    su.execute("ALTER TABLE stepup.audit_log RENAME TO audit_log_elsewhere")
+    with pytest.raises(psycopg.Error) as caught:
+        stepped_up_change()
+    assert "stepup.audit_log is missing; the change is refused" in str(caught.value)
+    # A look-alike in its place is not the extension's, and gets nothing.
+    su.execute("CREATE TABLE stepup.audit_log (LIKE stepup.audit_log_elsewhere INCLUDING ALL)")
+    su.execute("GRANT ALL ON stepup.audit_log TO PUBLIC")
+    with pytest.raises(psycopg.Error) as caught:
+        stepped_up_change()
+    assert "stepup.audit_log is missing; the change is refused" in str(caught.value)
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 0
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log_elsewhere") == 3
+    su.execute("DROP TABLE stepup.audit_log")
+    su.execute("ALTER TABLE stepup.audit_log_elsewhere RENAME TO audit_log")
+    stepped_up_change()
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 4
+    assert scalar(su, "SELECT amount FROM public.payouts WHERE id = 1") == 102
+    assert verify(su)[:3] == (True, 4, None)

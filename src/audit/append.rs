@@ -40,9 +40,9 @@ const INSERT_ENTRY: &str = "INSERT INTO stepup.audit_log (id, at, txid, table_na
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
     $19, $20, $21, $22)";
 
-/// Appends `e`; errors (and so refuses the change) if it cannot.
-pub fn append(e: &Entry) {
-    let relid = super::relation(c"audit_log");
+/// Appends `e` to stepup.audit_log (`relid`); errors (and so refuses the
+/// change) if it cannot.
+pub fn append(relid: pg_sys::Oid, e: &Entry) {
     if unsafe { direct(relid, e) } {
         return;
     }

@@ -54,32 +54,67 @@ fn field(h: &mut Sha256, value: Option<&str>) {
 }
 
 /// Digest of a row: its columns sorted by name (bytewise), each as name and
-/// text value, under a count of columns.
+/// text value, under a count of columns. The reference form for tests: the
+/// audit renders columns straight into a [`RowHasher`].
+#[cfg(test)]
 pub fn row_digest(columns: &[(String, Option<String>)]) -> String {
     let mut sorted: Vec<&(String, Option<String>)> = columns.iter().collect();
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut h = Sha256::new();
-    h.update(ROW_DOMAIN);
-    h.update(
-        u32::try_from(sorted.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
+    let mut h = RowHasher::new(sorted.len());
     for (name, value) in sorted {
-        field(&mut h, Some(name));
-        field(&mut h, value.as_deref());
+        h.column(name, value.as_deref());
     }
-    lower_hex(&h.finalize())
+    h.finish()
+}
+
+/// A row digest fed column by column, by a caller that renders the columns
+/// already sorted by name (bytewise): no copy of any value is kept.
+pub struct RowHasher(Sha256);
+
+impl RowHasher {
+    pub fn new(columns: usize) -> Self {
+        let mut h = Sha256::new();
+        h.update(ROW_DOMAIN);
+        h.update(u32::try_from(columns).unwrap_or(u32::MAX).to_be_bytes());
+        RowHasher(h)
+    }
+
+    pub fn column(&mut self, name: &str, value: Option<&str>) {
+        field(&mut self.0, Some(name));
+        field(&mut self.0, value);
+    }
+
+    pub fn finish(self) -> String {
+        lower_hex(&self.0.finalize())
+    }
 }
 
 /// Hash of an entry from its fields in [`ENTRY_FIELDS`] order.
 pub fn entry_hash<'a>(fields: impl IntoIterator<Item = Option<&'a str>>) -> String {
-    let mut h = Sha256::new();
-    h.update(ENTRY_DOMAIN);
+    let mut h = EntryHasher::start();
     for f in fields {
-        field(&mut h, f);
+        h.field(f);
     }
-    lower_hex(&h.finalize())
+    h.finish()
+}
+
+/// An entry hash fed field by field, in [`ENTRY_FIELDS`] order.
+pub struct EntryHasher(Sha256);
+
+impl EntryHasher {
+    pub fn start() -> Self {
+        let mut h = Sha256::new();
+        h.update(ENTRY_DOMAIN);
+        EntryHasher(h)
+    }
+
+    pub fn field(&mut self, value: Option<&str>) {
+        field(&mut self.0, value);
+    }
+
+    pub fn finish(self) -> String {
+        lower_hex(&self.0.finalize())
+    }
 }
 
 /// Hash of one chain link.

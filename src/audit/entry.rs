@@ -9,6 +9,7 @@ use std::ffi::CStr;
 
 use pgrx::prelude::*;
 
+use super::encoding::EntryHasher;
 use crate::catalog::PG_EPOCH_OFFSET_US;
 
 /// How a field is stored, and so how it renders.
@@ -62,33 +63,65 @@ pub fn type_of(i: usize) -> pg_sys::Oid {
 
 /// Each field's text, as hashed.
 pub fn texts(values: &Values) -> Vec<Option<String>> {
-    values
-        .iter()
-        .zip(COLUMNS)
-        .map(|(v, (kind, _))| v.map(|d| unsafe { render(kind, d) }))
-        .collect()
+    let mut out = Vec::with_capacity(values.len());
+    each_text(values, |t| out.push(t.map(str::to_owned)));
+    out
+}
+
+/// The entry hash of the fields, rendered one at a time into the hash
+/// (the same text as [`texts`], without keeping a copy of any field).
+pub fn hash(values: &Values) -> String {
+    let mut h = EntryHasher::start();
+    each_text(values, |t| h.field(t));
+    h.finish()
+}
+
+/// Hands each field's text, in hashing order, to `f` (None: SQL NULL); the
+/// text lives only during the call.
+fn each_text(values: &Values, mut f: impl FnMut(Option<&str>)) {
+    for (v, (kind, _)) in values.iter().zip(COLUMNS) {
+        match v {
+            None => f(None),
+            Some(d) => unsafe { render(kind, *d, &mut f) },
+        }
+    }
 }
 
 /// # Safety
 /// `d` is a non-null datum of the field's type.
-unsafe fn render(kind: Kind, d: pg_sys::Datum) -> String {
+unsafe fn render(kind: Kind, d: pg_sys::Datum, f: &mut impl FnMut(Option<&str>)) {
     // A bigint / timestamptz datum is the 64-bit value itself.
     let int8 = d.value() as i64;
+    let mut digits = itoa::Buffer::new();
     match kind {
-        Int8 => int8.to_string(),
-        Micros => int8.saturating_add(PG_EPOCH_OFFSET_US).to_string(),
-        Text => text(d),
-        Jsonb | TextArray | Inet => OUTPUTS.with(|o| {
-            let mut o = o.borrow_mut();
-            let o = o.get_or_insert_with(Outputs::new);
-            let f = match kind {
-                Jsonb => &mut o.jsonb,
-                TextArray => &mut o.array,
-                _ => &mut o.inet,
-            };
-            take_cstring(pg_sys::OutputFunctionCall(f.as_mut(), d))
-        }),
+        Int8 => f(Some(digits.format(int8))),
+        Micros => f(Some(digits.format(int8.saturating_add(PG_EPOCH_OFFSET_US)))),
+        // Read in place; lossy only in a database whose encoding is not UTF-8.
+        Text => f(Some(&String::from_utf8_lossy(text_bytes(d)))),
+        Jsonb | TextArray | Inet => {
+            let p = OUTPUTS.with(|o| {
+                let mut o = o.borrow_mut();
+                let o = o.get_or_insert_with(Outputs::new);
+                let flinfo = match kind {
+                    Jsonb => &mut o.jsonb,
+                    TextArray => &mut o.array,
+                    _ => &mut o.inet,
+                };
+                pg_sys::OutputFunctionCall(flinfo.as_mut(), d)
+            });
+            f(Some(&CStr::from_ptr(p).to_string_lossy()));
+            pg_sys::pfree(p.cast());
+        }
     }
+}
+
+/// A text datum's bytes, in place (detoasted if it must be).
+///
+/// # Safety
+/// `d` is a non-null text datum; the bytes live as long as it does.
+unsafe fn text_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
+    let t = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+    pgrx::varlena::varlena_to_byte_slice(t)
 }
 
 /// A text datum as a String.
@@ -96,15 +129,7 @@ unsafe fn render(kind: Kind, d: pg_sys::Datum) -> String {
 /// # Safety
 /// `d` is a non-null text datum.
 pub unsafe fn text(d: pg_sys::Datum) -> String {
-    // Read in place: one copy, not text_to_cstring's palloc and a second.
-    let t = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-    String::from_utf8_lossy(pgrx::varlena::varlena_to_byte_slice(t)).into_owned()
-}
-
-unsafe fn take_cstring(p: *mut std::ffi::c_char) -> String {
-    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
-    pg_sys::pfree(p.cast());
-    s
+    String::from_utf8_lossy(text_bytes(d)).into_owned()
 }
 
 /// Output functions looked up once per backend (array_out keeps its

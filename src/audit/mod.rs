@@ -11,25 +11,44 @@ mod verify;
 
 use pgrx::prelude::*;
 
+use crate::catalog;
 use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
 use crate::render;
 use crate::rows::{self, Row};
 
-/// The extension's relation `stepup.<name>` (two syscache lookups; the
-/// schema is the extension's, CREATE EXTENSION refuses a squatted one).
-/// Missing (dropped by hand): the change is refused.
-fn relation(name: &std::ffi::CStr) -> pg_sys::Oid {
-    let relid = unsafe {
-        let nsp = pg_sys::get_namespace_oid(c"stepup".as_ptr(), true);
-        pg_sys::get_relname_relid(name.as_ptr(), nsp)
-    };
-    if relid == pg_sys::InvalidOid {
-        error!(
-            "pg_stepup: stepup.{} is missing; the change is refused",
-            name.to_string_lossy()
-        );
+/// The extension's stepup.audit_log and its id sequence, from the catalog
+/// snapshot (looked up once per backend, forgotten when either is renamed
+/// or dropped). Missing: looked for again at each change (so a log renamed
+/// back is found), and the change is refused.
+fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
+    let mut s = catalog::snapshot();
+    if s.audit_log == pg_sys::InvalidOid || s.audit_seq == pg_sys::InvalidOid {
+        catalog::forget();
+        s = catalog::snapshot();
     }
-    relid
+    for (oid, name) in [
+        (s.audit_log, "audit_log"),
+        (s.audit_seq, "audit_log_id_seq"),
+    ] {
+        if oid == pg_sys::InvalidOid {
+            error!("pg_stepup: stepup.{name} is missing; the change is refused");
+        }
+    }
+    (s.audit_log, s.audit_seq)
+}
+
+/// The row digest (docs/audit-encoding.md) of `row` over `columns`, sorted
+/// by name ([`rows::by_name`]): each value's text straight into the hash,
+/// rendered under the caller's settings (see [`render::rendered`]).
+fn digest(row: Row, columns: &[rows::Column]) -> String {
+    let mut h = encoding::RowHasher::new(columns.len());
+    for c in columns {
+        match row.value(c.index) {
+            None => h.column(&c.name, None),
+            Some(d) => render::with_text(c.type_oid, d, |t| h.column(&c.name, Some(t))),
+        }
+    }
+    h.finish()
 }
 
 /// BEFORE UPDATE/DELETE/TRUNCATE on the audit tables: always refuse.
@@ -105,7 +124,7 @@ fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
         );
     }
     let digest = rows::with_json_row(rel, row_data, |row: Row| {
-        render::rendered(row.rel, || encoding::row_digest(&render::texts(row)))
+        render::rendered(row.rel, || digest(row, &rows::by_name(row.columns())))
     });
     unsafe { pg_sys::RelationClose(rel) };
     digest.unwrap_or_else(|| {

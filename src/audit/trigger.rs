@@ -10,7 +10,7 @@
 use pgrx::prelude::*;
 
 use super::append::{append, Entry};
-use super::encoding::{entry_hash, row_digest};
+use super::digest;
 use super::entry::{self, Values};
 use crate::catalog::PG_EPOCH_OFFSET_US;
 use crate::changes::relation_name;
@@ -46,7 +46,8 @@ fn write_entry(td: &pg_sys::TriggerData) {
     // Rendered under at most one settings switch per row.
     let (old_digest, new_digest, key, changed, old_values, new_values) =
         render::rendered(rel, || {
-            let digest = |r: Option<Row>| r.map(|r| row_digest(&render::texts(r)));
+            let columns = old.or(new).map(|r| rows::by_name(r.columns()));
+            let digest = |r: Option<Row>| r.zip(columns.as_deref()).map(|(r, c)| digest(r, c));
             let changed = rows::changed_columns(old, new);
             let keys = rows::key_columns(rel);
             let key = (!keys.is_empty())
@@ -66,7 +67,8 @@ fn write_entry(td: &pg_sys::TriggerData) {
                 values(new),
             )
         });
-    let id = unsafe { nextval_internal(super::relation(c"audit_log_id_seq"), false) };
+    let (log, seq) = super::relations();
+    let id = unsafe { nextval_internal(seq, false) };
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let txid = unsafe { pg_sys::GetTopFullTransactionId().value };
     let auth_time = claims.and_then(|c| {
@@ -98,11 +100,11 @@ fn write_entry(td: &pg_sys::TriggerData) {
         claims.and_then(|c| c.amr.clone().into_datum()),
         micros(auth_time),
     ];
-    let hash = entry_hash(entry::texts(&values).iter().map(Option::as_deref));
+    let hash = entry::hash(&values);
     let mut row: Entry = [None; 22];
     row[..values.len()].copy_from_slice(&values);
     row[values.len()] = hash.into_datum();
-    append(&row);
+    append(log, &row);
 }
 
 fn application_name() -> Option<String> {
