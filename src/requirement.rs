@@ -124,7 +124,6 @@ impl Requirement<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Map;
 
     const NOW: i64 = 1_800_000_000;
 
@@ -141,7 +140,7 @@ mod tests {
             nbf: None,
             auth_time: NOW - 60,
             chg: vec![],
-            raw: Map::new(),
+            raw: Default::default(),
         }
     }
 

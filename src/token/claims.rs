@@ -1,6 +1,8 @@
 //! Claim rules of DESIGN section 2, applied to a payload whose signature has
 //! already been verified. Missing or mistyped required claims fail closed.
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
 use super::TokenError;
@@ -40,11 +42,11 @@ pub struct Claims {
     /// Change digests the user confirmed (section 5), lowercase hex.
     pub chg: Vec<String>,
     /// The whole payload, returned by `stepup.present` and `stepup.current`.
-    pub raw: Map<String, Value>,
+    pub raw: Rc<Map<String, Value>>,
 }
 
 /// Checks every rule except the key's issuer (see [`super::verify`]).
-pub fn check(raw: Map<String, Value>, kid: &str, rules: &Rules) -> Result<Claims, TokenError> {
+pub fn check(raw: Rc<Map<String, Value>>, kid: &str, rules: &Rules) -> Result<Claims, TokenError> {
     let sub = nonempty_string(&raw, "sub")?;
     let aud_ok = match raw.get("aud") {
         None => return Err(TokenError::MissingClaim("aud")),

@@ -524,7 +524,7 @@ fn contract(m: &Map<String, Value>, kid: &str, issuer: Option<&str>) -> Result<C
         nbf,
         auth_time,
         chg,
-        raw: m.clone(),
+        raw: m.clone().into(),
     })
 }
 

@@ -13,6 +13,8 @@ pub use claims::{Claims, Rules};
 pub use error::TokenError;
 pub use sig::{Alg, KeyError, VerifyingKey};
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
 /// Longest assertion accepted, in bytes. Real ones are under 1 KiB; the
@@ -47,7 +49,9 @@ pub fn verify<'k>(
 #[derive(Debug, Clone)]
 pub struct Authentic {
     pub kid: String,
-    payload: Map<String, Value>,
+    /// Shared with the claims judged from it: presenting the same
+    /// assertion again copies no JSON.
+    payload: Rc<Map<String, Value>>,
 }
 
 /// The envelope, the key chosen by kid, the signature: what holds for
@@ -73,7 +77,7 @@ pub fn authenticate<'k>(
         });
     }
     key.key.verify(env.signing_input, &env.signature)?;
-    let payload = jws::claims(&env.payload)?;
+    let payload = Rc::new(jws::claims(&env.payload)?);
     Ok((key, Authentic { kid, payload }))
 }
 
@@ -87,7 +91,7 @@ pub fn judge(
     rules: &Rules,
 ) -> Result<Claims, TokenError> {
     in_validity(key, &a.kid, rules.now_us)?;
-    let claims = claims::check(a.payload.clone(), &a.kid, rules)?;
+    let claims = claims::check(Rc::clone(&a.payload), &a.kid, rules)?;
     if let Some(expected) = &key.issuer {
         if claims.iss.as_ref() != Some(expected) {
             return Err(TokenError::WrongIssuer);
