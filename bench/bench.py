@@ -88,22 +88,42 @@ class Bench:
     # --- 1-4: pgbench --------------------------------------------------------
 
     def pgbench(self, script, clients):
+        """One pgbench cell: (tps, latency ms) of `script`."""
+        out = self.run_pgbench([script], clients)
+        failed = re.search(r"number of failed transactions: (\d+)", out)
+        tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
+        lat = re.search(r"latency average = ([\d.]+) ms", out)
+        if not tps or not lat or (failed and int(failed.group(1)) > 0):
+            sys.exit(f"pgbench {script} -c {clients}: no result or failed transactions:\n{out}")
+        return float(tps.group(1)), float(lat.group(1))
+
+    def mixed(self, scripts, clients):
+        """One pgbench run drawing each transaction from `scripts` at random,
+        equal weights: the average latency of each script's transactions,
+        measured under exactly the same conditions."""
+        out = self.run_pgbench(scripts, clients, weighted=True)
+        parts = re.split(r"^SQL script \d+: ", out, flags=re.M)[1:]
+        lats = [re.search(r"latency average = ([\d.]+) ms", p) for p in parts]
+        failed = [re.search(r"number of failed transactions: (\d+)", p) for p in parts]
+        if len(parts) != len(scripts) or not all(lats) or any(f and int(f.group(1)) for f in failed):
+            sys.exit(f"pgbench {scripts} -c {clients}: no per-script result or failed transactions:\n{out}")
+        return [float(m.group(1)) for m in lats]
+
+    def run_pgbench(self, scripts, clients, weighted=False):
         tok = self.token()
         cmd = [f"{self.a.pg_bin}/pgbench", "-n", "-M", "prepared", "-h", self.a.host, "-p", str(self.a.port),
                "-U", APP, "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
-               "-T", str(self.a.duration), "-D", f"rows={self.a.rows}", "-D", f"tok={tok}",
-               "-f", str(HERE / "pgbench" / f"{script}.sql"), DB]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        failed = re.search(r"number of failed transactions: (\d+)", r.stdout)
-        tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", r.stdout)
-        lat = re.search(r"latency average = ([\d.]+) ms", r.stdout)
-        if r.returncode != 0 or not tps or (failed and int(failed.group(1)) > 0):
-            sys.exit(f"pgbench {script} -c {clients} failed:\n{r.stdout}\n{r.stderr}")
-        return float(tps.group(1)), float(lat.group(1))
+               "-T", str(self.a.duration), "-D", f"rows={self.a.rows}", "-D", f"tok={tok}"]
+        for script in scripts:
+            cmd += ["-f", str(HERE / "pgbench" / f"{script}.sql") + ("@1" if weighted else "")]
+        r = subprocess.run(cmd + [DB], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(f"pgbench {scripts} -c {clients} failed:\n{r.stdout}\n{r.stderr}")
+        return r.stdout
 
     def pgbench_matrix(self, wanted):
         clients = [int(c) for c in self.a.clients.split(",")]
-        runs = {}
+        runs, mixed = {}, {}
         scenarios = [(key, script) for key, script in PGBENCH_SCENARIOS if key in wanted]
         for rep in range(self.a.repeats):
             with self.conn() as c:
@@ -116,6 +136,11 @@ class Bench:
                     runs.setdefault((key, n), []).append(self.pgbench(script, n))
                     tps, lat = runs[(key, n)][-1]
                     print(f"  run {rep + 1}/{self.a.repeats}  {key:>2} x{n}: {tps:10.1f} tps  {lat:7.3f} ms",
+                          flush=True)
+                if {"1b", "2"} <= wanted:
+                    floor, protected = self.mixed(["1b_floor", "2_protected"], n)
+                    mixed.setdefault(n, []).append(floor / protected)
+                    print(f"  run {rep + 1}/{self.a.repeats}  1b+2 mixed x{n}: {floor:7.3f} ms / {protected:7.3f} ms",
                           flush=True)
         med = {k: (statistics.median(t for t, _ in v), statistics.median(l for _, l in v))
                for k, v in runs.items()}
@@ -140,6 +165,18 @@ class Bench:
                     spread = {n: [x[0] / y[0] for x, y in zip(runs[(a, n)], runs[(b, n)])] for n in clients}
                     cells = "".join(f"{f'{min(spread[n]):.2f}-{max(spread[n]):.2f}':>26}" for n in clients)
                     self.say(f"{'  per-run 2/1b (min-max)':<34}{cells}")
+        if mixed:
+            # Separate cells of 1b and 2 run seconds apart, and this machine's
+            # speed changes within seconds. Mixed in one run, both meet the
+            # same conditions; a transaction's latency is then its own cost
+            # plus the same waits, so the ratio of average latencies is the
+            # ratio of tps the two would have alone.
+            self.say(f"== 1b and 2 mixed in one pgbench run per client count (each transaction one of the "
+                     f"two, at random), {self.a.repeats} runs x {self.a.duration} s")
+            cells = "".join(f"{statistics.median(mixed[n]):>26.3f}" for n in clients)
+            self.say(f"{'ratio 2/1b (latency 1b / 2, median)':<34}{cells}")
+            cells = "".join(f"{f'{min(mixed[n]):.2f}-{max(mixed[n]):.2f}':>26}" for n in clients)
+            self.say(f"{'  per-run (min-max)':<34}{cells}")
         for key in ("1b", "2"):
             if key in wanted and len(clients) > 1:
                 lo, hi = clients[0], clients[-1]

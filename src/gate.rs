@@ -92,7 +92,7 @@ pub fn step_up_required(
 /// Checks the held assertion against `req` now.
 pub fn evaluate(req: &Requirement) -> Result<(), Unmet> {
     let held = held::current();
-    let claims = held.as_ref().map(|h| &h.claims);
+    let claims = held.as_ref().map(|h| &*h.claims);
     let held_rank = claims.and_then(|c| catalog::level_rank(&c.acr));
     req.check(claims, held_rank, catalog::now_us(), settings::leeway_s())
 }

@@ -32,7 +32,9 @@ impl Scope {
 
 #[derive(Debug)]
 pub struct Held {
-    pub claims: Claims,
+    /// Shared with present()'s memory of the assertion: holding it again in
+    /// the next transaction copies nothing, and commit frees nothing.
+    pub claims: Rc<Claims>,
     pub scope: Scope,
 }
 

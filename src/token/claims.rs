@@ -45,23 +45,13 @@ pub struct Claims {
     pub raw: Rc<Map<String, Value>>,
 }
 
-/// Checks every rule except the key's issuer (see [`super::verify`]).
-pub fn check(raw: Rc<Map<String, Value>>, kid: &str, rules: &Rules) -> Result<Claims, TokenError> {
+/// The rules that hold for a payload once and for all: each claim present
+/// (if required) and well-typed, `chg` digests well-formed. [`judge`]
+/// checks the rest, except the key's issuer (see [`super::verify`]).
+pub fn parse(raw: Rc<Map<String, Value>>, kid: &str) -> Result<Claims, TokenError> {
     let sub = nonempty_string(&raw, "sub")?;
-    let aud_ok = match raw.get("aud") {
-        None => return Err(TokenError::MissingClaim("aud")),
-        Some(Value::String(a)) => a == rules.audience,
-        // RFC 7519 4.1.3: an array names several audiences; ours must be one.
-        Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
-            list.iter().any(|a| a.as_str() == Some(rules.audience))
-        }
-        Some(_) => {
-            return Err(TokenError::InvalidClaim(
-                "aud",
-                "is not a string or array of strings",
-            ))
-        }
-    };
+    // Typed here; matched against stepup.audience at each presentation.
+    let _ = audiences(&raw)?;
     let iat = numeric_date(&raw, "iat")?.ok_or(TokenError::MissingClaim("iat"))?;
     let exp = numeric_date(&raw, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
     let auth_time =
@@ -71,8 +61,7 @@ pub fn check(raw: Rc<Map<String, Value>>, kid: &str, rules: &Rules) -> Result<Cl
     let jti = nonempty_string(&raw, "jti")?;
     let amr = string_list(&raw, "amr", false)?;
     let chg = string_list(&raw, "chg", true)?;
-    if let Some(bad) = chg.iter().find(|d| !is_sha256_hex(d)) {
-        let _ = bad;
+    if chg.iter().any(|d| !is_sha256_hex(d)) {
         return Err(TokenError::InvalidClaim(
             "chg",
             "holds a value that is not 64 lowercase hex digits",
@@ -83,37 +72,6 @@ pub fn check(raw: Rc<Map<String, Value>>, kid: &str, rules: &Rules) -> Result<Cl
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(TokenError::InvalidClaim("iss", "is not a string")),
     };
-
-    if !aud_ok {
-        return Err(TokenError::WrongAudience);
-    }
-    let now = rules.now_s();
-    let leeway = rules.leeway;
-    if exp <= iat {
-        return Err(TokenError::InvalidClaim("exp", "is not later than iat"));
-    }
-    if exp.saturating_sub(iat) > rules.max_lifetime {
-        return Err(TokenError::LifetimeTooLong {
-            lifetime: exp.saturating_sub(iat),
-            max: rules.max_lifetime,
-        });
-    }
-    if now >= exp.saturating_add(leeway) {
-        return Err(TokenError::Expired);
-    }
-    if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
-        return Err(TokenError::NotYetValid);
-    }
-    if iat > now.saturating_add(leeway) {
-        return Err(TokenError::IssuedInFuture);
-    }
-    if auth_time > now.saturating_add(leeway) {
-        return Err(TokenError::AuthTimeInFuture);
-    }
-    if auth_time > iat.saturating_add(leeway) {
-        return Err(TokenError::AuthTimeAfterIssue);
-    }
-
     Ok(Claims {
         kid: kid.to_string(),
         sub,
@@ -128,6 +86,59 @@ pub fn check(raw: Rc<Map<String, Value>>, kid: &str, rules: &Rules) -> Result<Cl
         chg,
         raw,
     })
+}
+
+/// The rules that depend on settings and the clock, judged at every
+/// presentation of parsed claims: audience, lifetime, validity window.
+pub fn judge(c: &Claims, rules: &Rules) -> Result<(), TokenError> {
+    if !audiences(&c.raw)?.any(|a| a == rules.audience) {
+        return Err(TokenError::WrongAudience);
+    }
+    let (iat, exp, auth_time) = (c.iat, c.exp, c.auth_time);
+    let now = rules.now_s();
+    let leeway = rules.leeway;
+    if exp <= iat {
+        return Err(TokenError::InvalidClaim("exp", "is not later than iat"));
+    }
+    if exp.saturating_sub(iat) > rules.max_lifetime {
+        return Err(TokenError::LifetimeTooLong {
+            lifetime: exp.saturating_sub(iat),
+            max: rules.max_lifetime,
+        });
+    }
+    if now >= exp.saturating_add(leeway) {
+        return Err(TokenError::Expired);
+    }
+    if c.nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    if iat > now.saturating_add(leeway) {
+        return Err(TokenError::IssuedInFuture);
+    }
+    if auth_time > now.saturating_add(leeway) {
+        return Err(TokenError::AuthTimeInFuture);
+    }
+    if auth_time > iat.saturating_add(leeway) {
+        return Err(TokenError::AuthTimeAfterIssue);
+    }
+    Ok(())
+}
+
+/// The `aud` claim's audiences: one string, or (RFC 7519 4.1.3) an array
+/// of strings naming several, of which ours must be one.
+fn audiences(raw: &Map<String, Value>) -> Result<impl Iterator<Item = &str>, TokenError> {
+    let list: &[Value] = match raw.get("aud") {
+        None => return Err(TokenError::MissingClaim("aud")),
+        Some(one @ Value::String(_)) => std::slice::from_ref(one),
+        Some(Value::Array(list)) if list.iter().all(Value::is_string) => list,
+        Some(_) => {
+            return Err(TokenError::InvalidClaim(
+                "aud",
+                "is not a string or array of strings",
+            ))
+        }
+    };
+    Ok(list.iter().filter_map(Value::as_str))
 }
 
 fn nonempty_string(raw: &Map<String, Value>, name: &'static str) -> Result<String, TokenError> {

@@ -15,8 +15,6 @@ pub use sig::{Alg, KeyError, VerifyingKey};
 
 use std::rc::Rc;
 
-use serde_json::{Map, Value};
-
 /// Longest assertion accepted, in bytes. Real ones are under 1 KiB; the
 /// bound keeps hostile input cheap to refuse.
 pub const MAX_TOKEN_LEN: usize = 8192;
@@ -41,21 +39,22 @@ pub fn verify<'k>(
     rules: &Rules,
 ) -> Result<Claims, TokenError> {
     let (key, authentic) = authenticate(token, lookup, rules.now_us)?;
-    judge(&authentic, key, known_level, rules)
+    judge(&authentic, key, known_level, rules).map(Rc::unwrap_or_clone)
 }
 
 /// An assertion whose signature checked out: the kid it was verified
-/// under and its payload, claims not yet judged.
+/// under and its parsed claims, not yet judged.
 #[derive(Debug, Clone)]
 pub struct Authentic {
     pub kid: String,
-    /// Shared with the claims judged from it: presenting the same
-    /// assertion again copies no JSON.
-    payload: Rc<Map<String, Value>>,
+    /// Shared with every presentation judged from it: presenting the same
+    /// assertion again copies and parses nothing.
+    claims: Rc<Claims>,
 }
 
-/// The envelope, the key chosen by kid, the signature: what holds for
-/// these bytes as long as the same key is registered under that kid.
+/// The envelope, the key chosen by kid, the signature, the claims' types:
+/// what holds for these bytes as long as the same key is registered under
+/// that kid.
 pub fn authenticate<'k>(
     token: &str,
     lookup: impl Fn(&str) -> Option<&'k RegisteredKey>,
@@ -77,8 +76,9 @@ pub fn authenticate<'k>(
         });
     }
     key.key.verify(env.signing_input, &env.signature)?;
-    let payload = Rc::new(jws::claims(&env.payload)?);
-    Ok((key, Authentic { kid, payload }))
+    let payload = jws::claims(&env.payload)?;
+    let claims = Rc::new(claims::parse(Rc::new(payload), &kid)?);
+    Ok((key, Authentic { kid, claims }))
 }
 
 /// Everything that depends on the clock and on settings, judged at every
@@ -89,18 +89,19 @@ pub fn judge(
     key: &RegisteredKey,
     known_level: impl Fn(&str) -> bool,
     rules: &Rules,
-) -> Result<Claims, TokenError> {
+) -> Result<Rc<Claims>, TokenError> {
     in_validity(key, &a.kid, rules.now_us)?;
-    let claims = claims::check(Rc::clone(&a.payload), &a.kid, rules)?;
+    let claims = &a.claims;
+    claims::judge(claims, rules)?;
     if let Some(expected) = &key.issuer {
         if claims.iss.as_ref() != Some(expected) {
             return Err(TokenError::WrongIssuer);
         }
     }
     if !known_level(&claims.acr) {
-        return Err(TokenError::UnknownLevel(claims.acr));
+        return Err(TokenError::UnknownLevel(claims.acr.clone()));
     }
-    Ok(claims)
+    Ok(Rc::clone(claims))
 }
 
 fn in_validity(key: &RegisteredKey, kid: &str, now_us: i64) -> Result<(), TokenError> {
