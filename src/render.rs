@@ -13,7 +13,7 @@ use pgrx::{JsonB, PgTupleDesc};
 use serde_json::{Map, Value};
 
 use crate::jsonb;
-use crate::rows::{pinned, Column, Row};
+use crate::rows::{pinned, Column, Row, Values};
 
 /// Runs `f`, which renders rows of `rel`, so that the text is the same
 /// whatever the session's settings: directly when every column has a type
@@ -82,7 +82,7 @@ pub const OUTPUT_SETTINGS: &[(&CStr, &CStr)] = &[
 pub fn as_json(row: Row) -> Map<String, Value> {
     let json = rendered(row.rel, || unsafe {
         let columns = row.columns();
-        JsonB::from_datum(object(row, columns.iter()), false)
+        JsonB::from_datum(object(&row.values(), columns.iter()), false)
     });
     match json {
         Some(JsonB(Value::Object(m))) => m,
@@ -131,7 +131,7 @@ unsafe fn output(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> *mut std::ffi::c_ch
 /// renders it under the caller's settings (see [`rendered`]): built
 /// column by column, so an UPDATE's entry renders only the columns it
 /// names instead of two whole rows cut down afterwards.
-pub fn object<'c>(row: Row, columns: impl Iterator<Item = &'c Column>) -> pg_sys::Datum {
+pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) -> pg_sys::Datum {
     unsafe {
         let mut state: *mut pg_sys::JsonbParseState = null_mut();
         pg_sys::pushJsonbValue(&mut state, Tok::WJB_BEGIN_OBJECT, null_mut());
@@ -142,7 +142,7 @@ pub fn object<'c>(row: Row, columns: impl Iterator<Item = &'c Column>) -> pg_sys
                 type_: pg_sys::jbvType::jbvNull,
                 val: std::mem::zeroed(),
             };
-            if let Some(d) = row.value(c.index) {
+            if let Some(d) = values.get(c.index) {
                 if !scalar(c.type_oid, d, &mut value) {
                     any_value(c.type_oid, d, &mut value);
                 }

@@ -33,6 +33,23 @@ pub struct Row {
     pub tuple: *mut pg_sys::HeapTupleData,
 }
 
+/// A row's values, taken apart once (heap_deform_tuple): a column is then
+/// an index, not a walk of the tuple to it for each column.
+pub struct Values {
+    datums: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
+}
+
+impl Values {
+    /// Column `index`'s (0-based) value, None for NULL or no such column.
+    pub fn get(&self, index: usize) -> Option<pg_sys::Datum> {
+        match self.nulls.get(index) {
+            Some(false) => self.datums.get(index).copied(),
+            _ => None,
+        }
+    }
+}
+
 /// A live column of a relation.
 #[derive(Clone, Debug)]
 pub struct Column {
@@ -52,12 +69,21 @@ impl Row {
         live_columns(self.rel, |_, _| true)
     }
 
-    /// Column `index`'s (0-based) value, None for NULL.
-    pub fn value(&self, index: usize) -> Option<pg_sys::Datum> {
-        let attnum = c_int::try_from(index + 1).ok()?;
-        let mut is_null = false;
-        let d = unsafe { pg_sys::SPI_getbinval(self.tuple, self.desc(), attnum, &mut is_null) };
-        (!is_null).then_some(d)
+    /// The row's values, taken apart once.
+    pub fn values(&self) -> Values {
+        let natts = usize::try_from(unsafe { (*self.desc()).natts }).unwrap_or(0);
+        let mut datums = vec![pg_sys::Datum::from(0); natts];
+        let mut nulls = vec![true; natts];
+        // Columns added since the row was written read as their default.
+        unsafe {
+            pg_sys::heap_deform_tuple(
+                self.tuple,
+                self.desc(),
+                datums.as_mut_ptr(),
+                nulls.as_mut_ptr(),
+            )
+        };
+        Values { datums, nulls }
     }
 
     /// 1-based attribute number of a live column.
@@ -95,10 +121,11 @@ impl Row {
 /// changed a column. A column that no longer exists counts as changed (fail
 /// closed).
 pub fn changes_any(old: Row, new: Row, columns: &[String]) -> bool {
+    let (before, after) = (old.values(), new.values());
     columns.iter().any(|c| {
         old.attnum(c)
             .and_then(|n| usize::try_from(n - 1).ok())
-            .is_none_or(|i| differs(old, new, i))
+            .is_none_or(|i| differs(old.rel, &before, &after, i))
     })
 }
 
@@ -108,14 +135,15 @@ pub fn by_name(mut columns: Vec<Column>) -> Vec<Column> {
     columns
 }
 
-/// The live columns `new` changed from `old` (every live column when
-/// either is missing), sorted bytewise by name.
-pub fn changed_columns(old: Option<Row>, new: Option<Row>) -> Vec<Column> {
-    let Some(any) = old.or(new) else {
-        return Vec::new();
-    };
-    by_name(live_columns(any.rel, |i, _| match (old, new) {
-        (Some(o), Some(n)) => differs(o, n, i),
+/// The live columns of `rel` whose values differ between `old` and `new`
+/// (every live column when either is missing), sorted bytewise by name.
+pub fn changed_columns(
+    rel: pg_sys::Relation,
+    old: Option<&Values>,
+    new: Option<&Values>,
+) -> Vec<Column> {
+    by_name(live_columns(rel, |i, _| match (old, new) {
+        (Some(o), Some(n)) => differs(rel, o, n, i),
         _ => true,
     }))
 }
@@ -138,13 +166,14 @@ fn live_columns(
         .collect()
 }
 
-/// Does column `i` (0-based) hold a different value in `new` than in `old`?
-fn differs(old: Row, new: Row, i: usize) -> bool {
-    let desc = unsafe { PgTupleDesc::from_pg_unchecked(old.desc()) };
+/// Does column `i` (0-based) of `rel` hold a different value in `new` than
+/// in `old`?
+fn differs(rel: pg_sys::Relation, old: &Values, new: &Values, i: usize) -> bool {
+    let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
     let Some(attr) = desc.get(i) else {
         return true;
     };
-    match (old.value(i), new.value(i)) {
+    match (old.get(i), new.get(i)) {
         (None, None) => false,
         (Some(a), Some(b)) => !unsafe { datum_image_eq(a, b, attr.attbyval, attr.attlen.into()) },
         _ => true,

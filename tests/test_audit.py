@@ -519,3 +519,23 @@ def test_values_are_to_jsonb_of_the_row(fresh):
             assert new == scalar(su, only, [after[id_], after[id_], changed])
             assert old == scalar(su, only, [before[id_], before[id_], changed])
     assert verify(su)[:3] == (True, 5, None)
+
+
+def test_a_column_added_with_a_default_reads_as_that_default_in_older_rows(fresh):
+    """ADD COLUMN with a constant default rewrites nothing: older rows hold
+    no value for it and read as the default. Their entries must say so too
+    (the trigger takes rows apart with heap_deform_tuple)."""
+    su = fresh.connect()
+    su.execute("ALTER TABLE public.payouts ADD COLUMN currency text NOT NULL DEFAULT 'EUR'")
+    before = scalar(su, "SELECT to_jsonb(p) FROM public.payouts p WHERE id = 1")
+    assert before["currency"] == "EUR"
+    app = fresh.app()
+    with app.transaction():
+        present(app, fresh.signer.token())
+        app.execute("UPDATE public.payouts SET currency = 'USD' WHERE id = 1")
+    old, new, changed, old_digest = su.execute(
+        "SELECT old_values, new_values, changed, old_digest FROM stepup.audit_log "
+        "ORDER BY id DESC LIMIT 1").fetchone()
+    assert (old, new, changed) == ({"currency": "EUR"}, {"currency": "USD"}, ["currency"])
+    assert old_digest == scalar(su, "SELECT stepup.row_digest('public.payouts', %s)", [psycopg.types.json.Jsonb(before)])
+    assert verify(su)[:3] == (True, 1, None)

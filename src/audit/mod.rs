@@ -37,13 +37,13 @@ fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
     (s.audit_log, s.audit_seq)
 }
 
-/// The row digest (docs/audit-encoding.md) of `row` over `columns`, sorted
+/// The row digest (docs/audit-encoding.md) of a row's `values` over `columns`, sorted
 /// by name ([`rows::by_name`]): each value's text straight into the hash,
 /// rendered under the caller's settings (see [`render::rendered`]).
-fn digest(row: Row, columns: &[rows::Column]) -> String {
+fn digest(values: &rows::Values, columns: &[rows::Column]) -> String {
     let mut h = encoding::RowHasher::new(columns.len());
     for c in columns {
-        match row.value(c.index) {
+        match values.get(c.index) {
             None => h.column(&c.name, None),
             Some(d) => render::with_text(c.type_oid, d, |t| h.column(&c.name, Some(t))),
         }
@@ -124,7 +124,9 @@ fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
         );
     }
     let digest = rows::with_json_row(rel, row_data, |row: Row| {
-        render::rendered(row.rel, || digest(row, &rows::by_name(row.columns())))
+        render::rendered(row.rel, || {
+            digest(&row.values(), &rows::by_name(row.columns()))
+        })
     });
     unsafe { pg_sys::RelationClose(rel) };
     digest.unwrap_or_else(|| {

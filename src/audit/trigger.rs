@@ -47,24 +47,34 @@ fn write_entry(td: &pg_sys::TriggerData) {
     let (old_digest, new_digest, key, changed, old_values, new_values) =
         render::rendered(rel, || {
             let columns = old.or(new).map(|r| rows::by_name(r.columns()));
-            let digest = |r: Option<Row>| r.zip(columns.as_deref()).map(|(r, c)| digest(r, c));
-            let changed = rows::changed_columns(old, new);
+            let (old, new) = (old.map(|r| r.values()), new.map(|r| r.values()));
+            let digest = |v: &Option<rows::Values>| {
+                v.as_ref()
+                    .zip(columns.as_deref())
+                    .map(|(v, c)| digest(v, c))
+            };
+            let changed = rows::changed_columns(rel, old.as_ref(), new.as_ref());
             let keys = rows::key_columns(rel);
             let key = (!keys.is_empty())
-                .then(|| old.or(new).map(|r| render::object(r, keys.iter())))
+                .then(|| {
+                    old.as_ref()
+                        .or(new.as_ref())
+                        .map(|v| render::object(v, keys.iter()))
+                })
                 .flatten();
-            let values = |r: Option<Row>| r.map(|r| render::object(r, changed.iter()));
+            let values =
+                |v: &Option<rows::Values>| v.as_ref().map(|v| render::object(v, changed.iter()));
             (
-                digest(old),
-                digest(new),
+                digest(&old),
+                digest(&new),
                 key,
                 changed
                     .iter()
                     .map(|c| c.name.as_str())
                     .collect::<Vec<_>>()
                     .into_datum(),
-                values(old),
-                values(new),
+                values(&old),
+                values(&new),
             )
         });
     let (log, seq) = super::relations();
