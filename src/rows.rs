@@ -175,7 +175,13 @@ fn differs(rel: pg_sys::Relation, old: &Values, new: &Values, i: usize) -> bool 
     };
     match (old.get(i), new.get(i)) {
         (None, None) => false,
-        (Some(a), Some(b)) => !unsafe { datum_image_eq(a, b, attr.attbyval, attr.attlen.into()) },
+        // Not in pgrx's bindings: guarded here, so that an error (detoasting)
+        // unwinds as every pg_sys call does.
+        (Some(a), Some(b)) => !unsafe {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                datum_image_eq(a, b, attr.attbyval, attr.attlen.into())
+            })
+        },
         _ => true,
     }
 }

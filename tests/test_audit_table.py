@@ -202,3 +202,25 @@ def test_a_renamed_log_refuses_changes_even_in_sessions_that_wrote_to_it(fresh):
     assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 4
     assert scalar(su, "SELECT amount FROM public.payouts WHERE id = 1") == 102
     assert verify(su)[:3] == (True, 4, None)
+
+
+def test_an_exhausted_id_sequence_refuses_the_change_and_the_session_recovers(fresh):
+    """nextval raises inside the trigger (pgrx does not bind it; it is
+    guarded by hand): the change is refused with Postgres' own error, and
+    the same session writes entries again once the sequence allows it."""
+    su = fresh.connect()
+    app = change_all(fresh)
+    last = scalar(su, "SELECT max(id) FROM stepup.audit_log")
+    su.execute(f"ALTER SEQUENCE stepup.audit_log_id_seq MAXVALUE {last}")
+    with app.transaction():
+        present(app, fresh.signer.token())
+        err = expect_error(app, "UPDATE public.payouts SET amount = amount + 1 WHERE id = 1",
+                           sqlstate="2200H")
+    assert "reached maximum value" in str(err)
+    su.execute("ALTER SEQUENCE stepup.audit_log_id_seq NO MAXVALUE")
+    for _ in range(3):
+        with app.transaction():
+            present(app, fresh.signer.token())
+            app.execute("UPDATE public.payouts SET amount = amount + 1 WHERE id = 1")
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 6
+    assert verify(su)[:3] == (True, 6, None)

@@ -78,7 +78,9 @@ fn write_entry(td: &pg_sys::TriggerData) {
             )
         });
     let (log, seq) = super::relations();
-    let id = unsafe { nextval_internal(seq, false) };
+    // Not in pgrx's bindings: guarded here, so that an error (a sequence
+    // at its maximum) unwinds as every pg_sys call does.
+    let id = unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(seq, false)) };
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
     let txid = unsafe { pg_sys::GetTopFullTransactionId().value };
     let auth_time = claims.and_then(|c| {
