@@ -132,6 +132,55 @@ pub unsafe fn text(d: pg_sys::Datum) -> String {
     String::from_utf8_lossy(text_bytes(d)).into_owned()
 }
 
+/// Text datums of `strings` (None: SQL NULL), all in one palloc: pgrx's
+/// into_datum is a guarded call and an allocation per string, and an entry
+/// has a dozen.
+pub fn text_datums<const N: usize>(strings: [Option<&str>; N]) -> [Option<pg_sys::Datum>; N] {
+    let mut out = [None; N];
+    pack(&strings, &mut out);
+    out
+}
+
+/// A text[] of `items`: the elements in one palloc, then construct_array.
+pub fn text_array(items: &[&str]) -> pg_sys::Datum {
+    let strings: Vec<Option<&str>> = items.iter().copied().map(Some).collect();
+    let mut packed = vec![None; strings.len()];
+    pack(&strings, &mut packed);
+    let mut elems: Vec<pg_sys::Datum> = packed.into_iter().flatten().collect();
+    let n = std::ffi::c_int::try_from(elems.len()).unwrap_or(0);
+    // text: variable length, not by value, int-aligned.
+    let align = b'i' as std::ffi::c_char;
+    let array = unsafe {
+        pg_sys::construct_array(elems.as_mut_ptr(), n, pg_sys::TEXTOID, -1, false, align)
+    };
+    pg_sys::Datum::from(array)
+}
+
+/// Writes each string as a varlena (4-byte header, int-aligned) into one
+/// allocation; `out[i]` points at string i's.
+fn pack(strings: &[Option<&str>], out: &mut [Option<pg_sys::Datum>]) {
+    let header = pg_sys::VARHDRSZ;
+    let size = |s: &str| (header + s.len() + 3) & !3;
+    let total: usize = strings.iter().flatten().map(|s| size(s)).sum();
+    if total == 0 {
+        return;
+    }
+    let base = unsafe { pg_sys::palloc(total) }.cast::<u8>();
+    let mut at = 0;
+    for (slot, s) in out.iter_mut().zip(strings) {
+        let Some(s) = s else { continue };
+        unsafe {
+            let p = base.add(at);
+            std::ptr::copy_nonoverlapping(s.as_ptr(), p.add(header), s.len());
+            // Entry strings are names, digests and claims: far below 1 GB.
+            let len = i32::try_from(header + s.len()).unwrap_or(i32::MAX);
+            pgrx::set_varsize_4b(p.cast(), len);
+            *slot = Some(pg_sys::Datum::from(p));
+        }
+        at += size(s);
+    }
+}
+
 /// Output functions looked up once per backend (array_out keeps its
 /// element type cache in the FmgrInfo, so each lives at a fixed address).
 struct Outputs {

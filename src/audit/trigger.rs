@@ -41,7 +41,6 @@ fn write_entry(td: &pg_sys::TriggerData) {
     };
     let held = held::current();
     let claims = held.as_ref().map(|h| &h.claims);
-    let text = |s: Option<&str>| s.and_then(|s| s.into_datum());
     let micros = |us: Option<i64>| us.map(pg_sys::Datum::from);
     // Rendered under at most one settings switch per row.
     let (old_digest, new_digest, key, changed, old_values, new_values) =
@@ -68,11 +67,7 @@ fn write_entry(td: &pg_sys::TriggerData) {
                 digest(&old),
                 digest(&new),
                 key,
-                changed
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .into_datum(),
+                entry::text_array(&changed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>()),
                 values(&old),
                 values(&new),
             )
@@ -89,27 +84,44 @@ fn write_entry(td: &pg_sys::TriggerData) {
             .checked_sub(PG_EPOCH_OFFSET_US)
     });
     let table = relation_name(rel).unwrap_or_default();
+    let role = user_name(unsafe { pg_sys::GetUserId() });
+    let session_role = user_name(unsafe { pg_sys::GetSessionUserId() });
+    let application = application_name();
+    let [table, op, old_digest, new_digest, role, session_role, application, kid, jti, sub, acr] =
+        entry::text_datums([
+            Some(&table),
+            Some(op),
+            old_digest.as_deref(),
+            new_digest.as_deref(),
+            Some(&role),
+            Some(&session_role),
+            application.as_deref(),
+            claims.map(|c| c.kid.as_str()),
+            claims.map(|c| c.jti.as_str()),
+            claims.map(|c| c.sub.as_str()),
+            claims.map(|c| c.acr.as_str()),
+        ]);
     let values: Values = [
         Some(pg_sys::Datum::from(id)),
         micros(Some(now)),
         Some(pg_sys::Datum::from(i64::try_from(txid).unwrap_or(i64::MAX))),
-        text(Some(&table)),
-        text(Some(op)),
+        table,
+        op,
         key,
-        text(old_digest.as_deref()),
-        text(new_digest.as_deref()),
-        changed,
+        old_digest,
+        new_digest,
+        Some(changed),
         old_values,
         new_values,
-        text(Some(&user_name(unsafe { pg_sys::GetUserId() }))),
-        text(Some(&user_name(unsafe { pg_sys::GetSessionUserId() }))),
-        text(application_name().as_deref()),
+        role,
+        session_role,
+        application,
         client_addr(),
-        text(claims.map(|c| c.kid.as_str())),
-        text(claims.map(|c| c.jti.as_str())),
-        text(claims.map(|c| c.sub.as_str())),
-        text(claims.map(|c| c.acr.as_str())),
-        claims.and_then(|c| c.amr.clone().into_datum()),
+        kid,
+        jti,
+        sub,
+        acr,
+        claims.map(|c| entry::text_array(&c.amr.iter().map(String::as_str).collect::<Vec<_>>())),
         micros(auth_time),
     ];
     let hash = entry::hash(&values);
