@@ -91,13 +91,24 @@ pub fn as_json(row: Row) -> Map<String, Value> {
 }
 
 /// Hands the text output of `d`, a non-null value of type `type_oid`,
-/// rendered under the caller's settings (see [`rendered`]), to `f`.
+/// rendered under the caller's settings (see [`rendered`]), to `f`. The
+/// text is left to the caller's memory context (the audit trigger's is
+/// reset after each row): a pfree is one more guarded call per value.
 pub fn with_text<R>(type_oid: pg_sys::Oid, d: pg_sys::Datum, f: impl FnOnce(&str) -> R) -> R {
-    unsafe {
-        let p = output(type_oid, d);
-        let r = f(&CStr::from_ptr(p).to_string_lossy());
-        pg_sys::pfree(p.cast());
-        r
+    unsafe { f(&CStr::from_ptr(output(type_oid, d)).to_string_lossy()) }
+}
+
+/// A varlena datum to read in place: detoasted (a guarded call) only if it
+/// is compressed or stored out of line, as pg_detoast_datum_packed decides.
+///
+/// # Safety
+/// `d` is a non-null varlena datum.
+pub unsafe fn packed(d: pg_sys::Datum) -> *mut pg_sys::varlena {
+    let p = d.cast_mut_ptr::<pg_sys::varlena>();
+    if pgrx::varlena::varatt_is_4b_c(p) || pgrx::varlena::varatt_is_1b_e(p) {
+        pg_sys::pg_detoast_datum_packed(p)
+    } else {
+        p
     }
 }
 
@@ -172,7 +183,7 @@ unsafe fn scalar(type_oid: pg_sys::Oid, d: pg_sys::Datum, out: &mut pg_sys::Json
             return true;
         }
         pg_sys::TEXTOID | pg_sys::VARCHAROID => {
-            let text = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+            let text = packed(d);
             out.type_ = pg_sys::jbvType::jbvString;
             out.val.string.len = i32::try_from(pgrx::varsize_any_exhdr(text)).unwrap_or(i32::MAX);
             out.val.string.val = pgrx::vardata_any(text).cast_mut();

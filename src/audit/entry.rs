@@ -109,8 +109,8 @@ unsafe fn render(kind: Kind, d: pg_sys::Datum, f: &mut impl FnMut(Option<&str>))
                 };
                 pg_sys::OutputFunctionCall(flinfo.as_mut(), d)
             });
+            // Left to the caller's memory context, reset after each entry.
             f(Some(&CStr::from_ptr(p).to_string_lossy()));
-            pg_sys::pfree(p.cast());
         }
     }
 }
@@ -120,8 +120,7 @@ unsafe fn render(kind: Kind, d: pg_sys::Datum, f: &mut impl FnMut(Option<&str>))
 /// # Safety
 /// `d` is a non-null text datum; the bytes live as long as it does.
 unsafe fn text_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
-    let t = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
-    pgrx::varlena::varlena_to_byte_slice(t)
+    pgrx::varlena::varlena_to_byte_slice(crate::render::packed(d))
 }
 
 /// A text datum as a String.
