@@ -47,6 +47,7 @@ pub extern "C-unwind" fn _PG_init() {
     settings::define();
     held::register_callbacks();
     catalog::register_invalidation();
+    rows::register_invalidation();
     utility::install();
 }
 

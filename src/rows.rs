@@ -3,9 +3,10 @@
 //! the settings that could change its meaning pinned. How rows render as
 //! text and jsonb is render.rs.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::{c_int, CStr, CString};
+use std::rc::Rc;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -24,6 +25,56 @@ unsafe extern "C-unwind" {
 
 thread_local! {
     static PLANS: RefCell<HashMap<String, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+    static SHAPES: RefCell<HashMap<pg_sys::Oid, Rc<Shape>>> = RefCell::new(HashMap::new());
+    /// Bumped by every invalidation, so a shape computed across one is not kept.
+    static SHAPES_GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+/// What the audit reads of a table's columns for every row, kept per
+/// backend until the table's relcache entry is invalidated (any ALTER
+/// TABLE, a new or dropped index or key).
+pub struct Shape {
+    /// The live columns, sorted bytewise by name (as row digests take them).
+    pub by_name: Vec<Column>,
+    /// The primary key's columns, in attribute order (empty: none).
+    pub keys: Vec<Column>,
+}
+
+/// The shape of `rel`.
+pub fn shape(rel: pg_sys::Relation) -> Rc<Shape> {
+    let relid = unsafe { (*rel).rd_id };
+    if let Some(s) = SHAPES.with(|m| m.borrow().get(&relid).cloned()) {
+        return s;
+    }
+    // No borrow held while Postgres runs: an invalidation may arrive.
+    let generation = SHAPES_GENERATION.with(Cell::get);
+    let s = Rc::new(Shape {
+        by_name: by_name(live_columns(rel, |_, _| true)),
+        keys: key_columns(rel),
+    });
+    if SHAPES_GENERATION.with(Cell::get) == generation {
+        SHAPES.with(|m| m.borrow_mut().insert(relid, s.clone()));
+    }
+    s
+}
+
+pub fn register_invalidation() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_inval), pg_sys::Datum::from(0));
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    SHAPES_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    SHAPES.with(|m| {
+        let mut m = m.borrow_mut();
+        if relid == pg_sys::InvalidOid {
+            m.clear();
+        } else {
+            m.remove(&relid);
+        }
+    });
 }
 
 /// A row of a trigger's relation.

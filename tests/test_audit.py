@@ -539,3 +539,34 @@ def test_a_column_added_with_a_default_reads_as_that_default_in_older_rows(fresh
     assert (old, new, changed) == ({"currency": "EUR"}, {"currency": "USD"}, ["currency"])
     assert old_digest == scalar(su, "SELECT stepup.row_digest('public.payouts', %s)", [psycopg.types.json.Jsonb(before)])
     assert verify(su)[:3] == (True, 1, None)
+
+
+def test_entries_follow_the_tables_shape_within_one_session(fresh):
+    """The trigger keeps each table's columns and primary key per backend
+    (rows::shape, dropped on the table's relcache invalidation): a session
+    that already wrote entries must see every ALTER TABLE in its next one."""
+    su = fresh.connect()
+    app = fresh.app()
+
+    def change(statement):
+        with app.transaction():
+            present(app, fresh.signer.token())
+            app.execute(statement)
+        last = su.execute("SELECT key, new_values, changed, new_digest FROM stepup.audit_log "
+                          "ORDER BY id DESC LIMIT 1").fetchone()
+        row = scalar(su, "SELECT to_jsonb(p) FROM public.payouts p WHERE id = 1")
+        assert last[3] == scalar(su, "SELECT stepup.row_digest('public.payouts', %s)",
+                                 [psycopg.types.json.Jsonb(row)])
+        return last[:3]
+
+    assert change("UPDATE public.payouts SET amount = 1 WHERE id = 1") == ({"id": 1}, {"amount": 1}, ["amount"])
+    su.execute("ALTER TABLE public.payouts RENAME COLUMN amount TO total")
+    assert change("UPDATE public.payouts SET total = 2 WHERE id = 1") == ({"id": 1}, {"total": 2}, ["total"])
+    su.execute("ALTER TABLE public.payouts ADD COLUMN note text")
+    assert change("UPDATE public.payouts SET note = 'x' WHERE id = 1") == ({"id": 1}, {"note": "x"}, ["note"])
+    su.execute("ALTER TABLE public.payouts DROP COLUMN iban")
+    assert change("UPDATE public.payouts SET total = 3 WHERE id = 1") == ({"id": 1}, {"total": 3}, ["total"])
+    su.execute("ALTER TABLE public.payouts DROP CONSTRAINT payouts_pkey, ADD PRIMARY KEY (id, owner)")
+    assert change("UPDATE public.payouts SET total = 4 WHERE id = 1") == \
+        ({"id": 1, "owner": "alice"}, {"total": 4}, ["total"])
+    assert verify(su)[:3] == (True, 5, None)

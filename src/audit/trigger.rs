@@ -45,15 +45,11 @@ fn write_entry(td: &pg_sys::TriggerData) {
     // Rendered under at most one settings switch per row.
     let (old_digest, new_digest, key, changed, old_values, new_values) =
         render::rendered(rel, || {
-            let columns = old.or(new).map(|r| rows::by_name(r.columns()));
+            let shape = rows::shape(rel);
             let (old, new) = (old.map(|r| r.values()), new.map(|r| r.values()));
-            let digest = |v: &Option<rows::Values>| {
-                v.as_ref()
-                    .zip(columns.as_deref())
-                    .map(|(v, c)| digest(v, c))
-            };
+            let digest = |v: &Option<rows::Values>| v.as_ref().map(|v| digest(v, &shape.by_name));
             let changed = rows::changed_columns(rel, old.as_ref(), new.as_ref());
-            let keys = rows::key_columns(rel);
+            let keys = &shape.keys;
             let key = (!keys.is_empty())
                 .then(|| {
                     old.as_ref()
