@@ -13,7 +13,7 @@ use pgrx::{JsonB, PgTupleDesc};
 use serde_json::{Map, Value};
 
 use crate::jsonb;
-use crate::rows::{pinned, Column, Row, Values};
+use crate::rows::{self, pinned, Column, Row, Values};
 
 /// Runs `f`, which renders rows of `rel`, so that the text is the same
 /// whatever the session's settings: directly when every column has a type
@@ -21,15 +21,19 @@ use crate::rows::{pinned, Column, Row, Values};
 /// Switching settings costs more than rendering a small row (two
 /// set_config_option calls were ~9% of a protected UPDATE's CPU).
 pub fn rendered<R>(rel: pg_sys::Relation, f: impl FnOnce() -> R) -> R {
-    let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
-    if desc
-        .iter()
-        .all(|a| a.attisdropped || SETTINGS_FREE.contains(&a.atttypid))
-    {
+    if rows::shape(rel).settings_free {
         f()
     } else {
         pinned(OUTPUT_SETTINGS, f)
     }
+}
+
+/// Does every live column of `rel` have a type in [`SETTINGS_FREE`]? (Kept
+/// in the table's [`rows::Shape`], not recomputed per row.)
+pub fn reads_no_setting(rel: pg_sys::Relation) -> bool {
+    let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+    desc.iter()
+        .all(|a| a.attisdropped || SETTINGS_FREE.contains(&a.atttypid))
 }
 
 /// Built-in types whose output function and to_jsonb rendering read no

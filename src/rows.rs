@@ -38,6 +38,8 @@ pub struct Shape {
     pub by_name: Vec<Column>,
     /// The primary key's columns, in attribute order (empty: none).
     pub keys: Vec<Column>,
+    /// Every column renders without reading a setting (render::rendered).
+    pub settings_free: bool,
 }
 
 /// The shape of `rel`.
@@ -48,9 +50,12 @@ pub fn shape(rel: pg_sys::Relation) -> Rc<Shape> {
     }
     // No borrow held while Postgres runs: an invalidation may arrive.
     let generation = SHAPES_GENERATION.with(Cell::get);
+    let mut by_name = live_columns(rel, |_, _| true);
+    by_name.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     let s = Rc::new(Shape {
-        by_name: by_name(live_columns(rel, |_, _| true)),
+        by_name,
         keys: key_columns(rel),
+        settings_free: crate::render::reads_no_setting(rel),
     });
     if SHAPES_GENERATION.with(Cell::get) == generation {
         SHAPES.with(|m| m.borrow_mut().insert(relid, s.clone()));
@@ -180,23 +185,22 @@ pub fn changes_any(old: Row, new: Row, columns: &[String]) -> bool {
     })
 }
 
-/// Columns sorted bytewise by name, as row digests take them.
-pub fn by_name(mut columns: Vec<Column>) -> Vec<Column> {
-    columns.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    columns
-}
-
-/// The live columns of `rel` whose values differ between `old` and `new`
-/// (every live column when either is missing), sorted bytewise by name.
-pub fn changed_columns(
+/// The columns of `shape` (sorted by name) whose values differ between
+/// `old` and `new` of `rel` (all of them when either is missing).
+pub fn changed_columns<'s>(
     rel: pg_sys::Relation,
+    shape: &'s Shape,
     old: Option<&Values>,
     new: Option<&Values>,
-) -> Vec<Column> {
-    by_name(live_columns(rel, |i, _| match (old, new) {
-        (Some(o), Some(n)) => differs(rel, o, n, i),
-        _ => true,
-    }))
+) -> Vec<&'s Column> {
+    shape
+        .by_name
+        .iter()
+        .filter(|c| match (old, new) {
+            (Some(o), Some(n)) => differs(rel, o, n, c.index),
+            _ => true,
+        })
+        .collect()
 }
 
 /// The live columns of `rel` that `keep` (given the 0-based index and the

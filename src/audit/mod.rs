@@ -38,7 +38,7 @@ fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
 }
 
 /// The row digest (docs/audit-encoding.md) of a row's `values` over `columns`, sorted
-/// by name ([`rows::by_name`]): each value's text straight into the hash,
+/// by name ([`rows::Shape`]): each value's text straight into the hash,
 /// rendered under the caller's settings (see [`render::rendered`]).
 fn digest(values: &rows::Values, columns: &[rows::Column]) -> String {
     let mut h = encoding::RowHasher::new(columns.len());
@@ -125,7 +125,7 @@ fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
     }
     let digest = rows::with_json_row(rel, row_data, |row: Row| {
         render::rendered(row.rel, || {
-            digest(&row.values(), &rows::by_name(row.columns()))
+            digest(&row.values(), &rows::shape(row.rel).by_name)
         })
     });
     unsafe { pg_sys::RelationClose(rel) };

@@ -48,7 +48,7 @@ fn write_entry(td: &pg_sys::TriggerData) {
             let shape = rows::shape(rel);
             let (old, new) = (old.map(|r| r.values()), new.map(|r| r.values()));
             let digest = |v: &Option<rows::Values>| v.as_ref().map(|v| digest(v, &shape.by_name));
-            let changed = rows::changed_columns(rel, old.as_ref(), new.as_ref());
+            let changed = rows::changed_columns(rel, &shape, old.as_ref(), new.as_ref());
             let keys = &shape.keys;
             let key = (!keys.is_empty())
                 .then(|| {
@@ -57,8 +57,10 @@ fn write_entry(td: &pg_sys::TriggerData) {
                         .map(|v| render::object(v, keys.iter()))
                 })
                 .flatten();
-            let values =
-                |v: &Option<rows::Values>| v.as_ref().map(|v| render::object(v, changed.iter()));
+            let values = |v: &Option<rows::Values>| {
+                v.as_ref()
+                    .map(|v| render::object(v, changed.iter().copied()))
+            };
             (
                 digest(&old),
                 digest(&new),
