@@ -65,7 +65,8 @@ def count(a, scenario, n, token):
                               capture_output=True, text=True).stdout
     sha = sum(int(m.group(1).replace(",", ""))
               for m in re.finditer(r"^\s*([\d,]+) .*compress256 ", annotate, re.M))
-    out.unlink()
+    if not a.keep:
+        out.unlink()
     return total, sha
 
 
@@ -74,18 +75,21 @@ def main():
     p.add_argument("--dir", required=True, help="holds pristine/, the stopped cluster's data directory")
     p.add_argument("--pg-bin", default="/usr/lib/postgresql/15/bin")
     p.add_argument("--transactions", type=int, default=2000)
+    p.add_argument("--scenarios", default=",".join(SCRIPTS), help="which of 1b,2,3 to count")
+    p.add_argument("--keep", action="store_true", help="keep the callgrind files (in --dir) for callgrind_annotate")
     a = p.parse_args()
     token = mint(KID, bytes.fromhex(SECRET), aud="bench", lifetime=600, auth_age=1)
     short, long = 200, 200 + a.transactions
     per = {}
-    for scenario in SCRIPTS:
+    for scenario in a.scenarios.split(","):
         (t1, s1), (t2, s2) = count(a, scenario, short, token), count(a, scenario, long, token)
         per[scenario] = ((t2 - t1) / a.transactions, (t2 - t1 - (s2 - s1)) / a.transactions)
         print(f"{scenario:>2}: {per[scenario][0]:10.0f} instructions per transaction, "
               f"{per[scenario][1]:10.0f} without SHA-256", flush=True)
-    base = per["1b"][1]
-    print(f"ratio 2/1b (instructions without SHA-256): {per['2'][1] / base:.3f}; "
-          f"3/1b: {per['3'][1] / base:.3f}")
+    if {"1b", "2", "3"} <= per.keys():
+        base = per["1b"][1]
+        print(f"ratio 2/1b (instructions without SHA-256): {per['2'][1] / base:.3f}; "
+              f"3/1b: {per['3'][1] / base:.3f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # Instructions per transaction of scenarios 1b, 2 and 3, counted by
 # callgrind in a single-user backend (bench/instructions.py): repeatable to
 # the instruction, for comparing builds on a noisy machine.
-#   bench/instructions.sh [--transactions 2000]
+#   bench/instructions.sh [--transactions 2000] [--scenarios 1b,2,3] [--keep]
 # Takes about 2 minutes. Not part of the test command.
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
@@ -12,7 +12,12 @@ command -v valgrind >/dev/null || $SUDO env DEBIAN_FRONTEND=noninteractive apt-g
 "$ROOT/scripts/install.sh" --release
 dir=$(mktemp -d /tmp/stepup-instructions.XXXXXX)
 port=$(free_port)
-trap '"$ROOT/scripts/cluster.sh" stop "$dir"; $SUDO rm -rf "$dir"' EXIT
+# --keep leaves the directory (and its callgrind files) for callgrind_annotate.
+if [[ " $* " == *" --keep "* ]]; then
+    trap '"$ROOT/scripts/cluster.sh" stop "$dir"; echo "callgrind files kept in $dir"' EXIT
+else
+    trap '"$ROOT/scripts/cluster.sh" stop "$dir"; $SUDO rm -rf "$dir"' EXIT
+fi
 "$ROOT/scripts/cluster.sh" start "$dir" "$port" "synchronous_commit = off" "shared_buffers = 256MB"
 # The tables of bench/run.sh, and the key the counted assertions are signed with.
 "$VENV/bin/python" "$ROOT/bench/bench.py" --host "$dir/sock" --port "$port" --pg-bin "$PG_BIN" \

@@ -16,6 +16,7 @@ mod owner;
 mod policy;
 mod present;
 mod raise;
+mod raw;
 mod render;
 mod replay;
 pub mod requirement;
@@ -48,6 +49,7 @@ pub extern "C-unwind" fn _PG_init() {
     held::register_callbacks();
     catalog::register_invalidation();
     rows::register_invalidation();
+    audit::register_invalidation();
     utility::install();
 }
 

@@ -2,8 +2,8 @@
 //! digests, as jsonb (as `to_jsonb` renders them) for audit values and
 //! change digests; the same whatever the session's settings.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 use std::ptr::null_mut;
 
@@ -12,7 +12,9 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgTupleDesc};
 use serde_json::{Map, Value};
 
+use crate::catalog::OidMap;
 use crate::jsonb;
+use crate::raw;
 use crate::rows::{self, pinned, Column, Row, Values};
 
 /// Runs `f`, which renders rows of `rel`, so that the text is the same
@@ -94,12 +96,76 @@ pub fn as_json(row: Row) -> Map<String, Value> {
     }
 }
 
-/// Hands the text output of `d`, a non-null value of type `type_oid`,
-/// rendered under the caller's settings (see [`rendered`]), to `f`. The
+/// The text output of each value (type, datum; None: SQL NULL, null
+/// pointer out), rendered under the caller's settings (see [`rendered`]):
+/// built-in types under one guard (raw.rs), others one call each. The
 /// text is left to the caller's memory context (the audit trigger's is
-/// reset after each row): a pfree is one more guarded call per value.
-pub fn with_text<R>(type_oid: pg_sys::Oid, d: pg_sys::Datum, f: impl FnOnce(&str) -> R) -> R {
-    unsafe { f(&CStr::from_ptr(output(type_oid, d)).to_string_lossy()) }
+/// reset after each row): a pfree is one more call per value.
+pub fn outputs(items: &[(pg_sys::Oid, Option<pg_sys::Datum>)]) -> Vec<*mut std::ffi::c_char> {
+    let infos: Vec<*mut pg_sys::FmgrInfo> = items
+        .iter()
+        .map(|(t, d)| match d {
+            Some(_) if u32::from(*t) < pg_sys::FirstNormalObjectId => built_in_output(*t),
+            _ => null_mut(),
+        })
+        .collect();
+    let mut out = vec![null_mut(); items.len()];
+    unsafe {
+        raw::guarded(|| {
+            for ((o, f), (_, d)) in out.iter_mut().zip(&infos).zip(items) {
+                if let (false, Some(d)) = (f.is_null(), d) {
+                    *o = raw::OutputFunctionCall(*f, *d);
+                }
+            }
+        });
+        for (o, (t, d)) in out.iter_mut().zip(items) {
+            if let (true, Some(d)) = (o.is_null(), d) {
+                *o = output(*t, *d);
+            }
+        }
+    }
+    out
+}
+
+/// A built-in type's output function, looked up once per backend (it
+/// cannot change); boxed, so it stays where the pointer says.
+fn built_in_output(type_oid: pg_sys::Oid) -> *mut pg_sys::FmgrInfo {
+    OUTPUT.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        let flinfo = cache.entry(type_oid).or_insert_with(|| unsafe {
+            let mut f = Box::new(std::mem::zeroed::<pg_sys::FmgrInfo>());
+            let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
+            pg_sys::getTypeOutputInfo(type_oid, &mut func, &mut varlena);
+            pg_sys::fmgr_info_cxt(func, f.as_mut(), pg_sys::TopMemoryContext);
+            f
+        });
+        &raw mut **flinfo
+    })
+}
+
+/// Text from the database as the UTF-8 bytes the audit hashes: as it is
+/// in a UTF-8 database (Postgres checked it on the way in; checking it
+/// again was ~1.5% of a protected UPDATE's instructions), converted
+/// lossily in any other.
+pub fn utf8(bytes: &[u8]) -> Cow<'_, [u8]> {
+    thread_local! {
+        // The database's encoding never changes under a backend.
+        static UTF8: Cell<Option<bool>> = const { Cell::new(None) };
+    }
+    let is_utf8 = UTF8.with(|c| {
+        *c.get().get_or_insert_with(|| {
+            let utf8 = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
+            c.set(Some(utf8));
+            utf8
+        })
+    });
+    if is_utf8 {
+        return Cow::Borrowed(bytes);
+    }
+    match String::from_utf8_lossy(bytes) {
+        Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+        Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+    }
 }
 
 /// A varlena datum to read in place: detoasted (a guarded call) only if it
@@ -116,88 +182,103 @@ pub unsafe fn packed(d: pg_sys::Datum) -> *mut pg_sys::varlena {
     }
 }
 
-/// The text output of `d`, a value of type `type_oid`. Output functions of
-/// built-in types are looked up once per backend (they cannot change);
-/// any other type's at each call.
+/// The text output of `d`, a value of type `type_oid`, looked up at each
+/// call (a user type's output function can change).
 ///
 /// # Safety
 /// `d` is a non-null datum of type `type_oid`.
 unsafe fn output(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> *mut std::ffi::c_char {
-    let lookup = || {
-        let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
-        pg_sys::getTypeOutputInfo(type_oid, &mut func, &mut varlena);
-        func
-    };
-    if u32::from(type_oid) >= pg_sys::FirstNormalObjectId {
-        return pg_sys::OidOutputFunctionCall(lookup(), d);
-    }
-    OUTPUT.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        let flinfo = cache.entry(type_oid).or_insert_with(|| {
-            let mut f = Box::new(std::mem::zeroed::<pg_sys::FmgrInfo>());
-            pg_sys::fmgr_info_cxt(lookup(), f.as_mut(), pg_sys::TopMemoryContext);
-            f
-        });
-        pg_sys::OutputFunctionCall(flinfo.as_mut(), d)
-    })
+    let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
+    pg_sys::getTypeOutputInfo(type_oid, &mut func, &mut varlena);
+    pg_sys::OidOutputFunctionCall(func, d)
 }
 
 /// The jsonb object of `columns` of the row, each value as `to_jsonb(row)`
 /// renders it under the caller's settings (see [`rendered`]): built
 /// column by column, so an UPDATE's entry renders only the columns it
-/// names instead of two whole rows cut down afterwards.
+/// names instead of two whole rows cut down afterwards. The values are
+/// laid out first, then the object is built under one guard (raw.rs).
 pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) -> pg_sys::Datum {
-    unsafe {
-        let mut state: *mut pg_sys::JsonbParseState = null_mut();
-        pg_sys::pushJsonbValue(&mut state, Tok::WJB_BEGIN_OBJECT, null_mut());
-        for c in columns {
-            let mut key = jsonb::string(&c.name);
-            pg_sys::pushJsonbValue(&mut state, Tok::WJB_KEY, &mut key);
-            let mut value = pg_sys::JsonbValue {
-                type_: pg_sys::jbvType::jbvNull,
-                val: std::mem::zeroed(),
+    let pairs: Vec<(pg_sys::JsonbValue, Pending)> = columns
+        .map(|c| unsafe {
+            let value = match values.get(c.index) {
+                None => Pending::Ready(null_value()),
+                Some(d) => scalar(c.type_oid, d).unwrap_or_else(|| {
+                    let mut v = null_value();
+                    any_value(c.type_oid, d, &mut v);
+                    Pending::Ready(v)
+                }),
             };
-            if let Some(d) = values.get(c.index) {
-                if !scalar(c.type_oid, d, &mut value) {
-                    any_value(c.type_oid, d, &mut value);
-                }
-            }
-            pg_sys::pushJsonbValue(&mut state, Tok::WJB_VALUE, &mut value);
-        }
-        let done = pg_sys::pushJsonbValue(&mut state, Tok::WJB_END_OBJECT, null_mut());
-        pg_sys::Datum::from(pg_sys::JsonbValueToJsonb(done))
+            (jsonb::string(&c.name), value)
+        })
+        .collect();
+    let (pairs, n) = (pairs.as_ptr(), pairs.len());
+    unsafe { raw::guarded(|| build_object(pairs, n)) }
+}
+
+/// A value ready for the builder, or an integer still to convert to numeric
+/// (a Postgres call, left to the guarded block).
+enum Pending {
+    Ready(pg_sys::JsonbValue),
+    Int(i64),
+}
+
+fn null_value() -> pg_sys::JsonbValue {
+    pg_sys::JsonbValue {
+        type_: pg_sys::jbvType::jbvNull,
+        val: unsafe { std::mem::zeroed() },
     }
+}
+
+/// # Safety
+/// Under a guard (raw.rs); `pairs` points at `n` pairs.
+unsafe fn build_object(pairs: *const (pg_sys::JsonbValue, Pending), n: usize) -> pg_sys::Datum {
+    let mut state: *mut pg_sys::JsonbParseState = null_mut();
+    raw::pushJsonbValue(&mut state, Tok::WJB_BEGIN_OBJECT, null_mut());
+    for i in 0..n {
+        let (key, value) = &*pairs.add(i);
+        let mut key = *key;
+        let mut value = match value {
+            Pending::Ready(v) => *v,
+            Pending::Int(i) => {
+                let mut v = null_value();
+                v.type_ = pg_sys::jbvType::jbvNumeric;
+                v.val.numeric = raw::int64_to_numeric(*i);
+                v
+            }
+        };
+        raw::pushJsonbValue(&mut state, Tok::WJB_KEY, &mut key);
+        raw::pushJsonbValue(&mut state, Tok::WJB_VALUE, &mut value);
+    }
+    let done = raw::pushJsonbValue(&mut state, Tok::WJB_END_OBJECT, null_mut());
+    pg_sys::Datum::from(raw::JsonbValueToJsonb(done))
 }
 
 /// The commonest column types as to_jsonb renders them (integers as
 /// numbers, booleans, text as strings), without its per-call type lookup
-/// and the print-and-parse it does for integers; false for any other type.
+/// and the print-and-parse it does for integers; None for any other type.
 ///
 /// # Safety
 /// `d` is a non-null datum of type `type_oid`.
-unsafe fn scalar(type_oid: pg_sys::Oid, d: pg_sys::Datum, out: &mut pg_sys::JsonbValue) -> bool {
-    let int = |i: i64| (pg_sys::jbvType::jbvNumeric, pg_sys::int64_to_numeric(i));
-    let (kind, numeric) = match type_oid {
-        pg_sys::INT2OID => int(i64::from(d.value() as i16)),
-        pg_sys::INT4OID => int(i64::from(d.value() as i32)),
-        pg_sys::INT8OID => int(d.value() as i64),
+unsafe fn scalar(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> Option<Pending> {
+    let mut out = null_value();
+    match type_oid {
+        pg_sys::INT2OID => return Some(Pending::Int(i64::from(d.value() as i16))),
+        pg_sys::INT4OID => return Some(Pending::Int(i64::from(d.value() as i32))),
+        pg_sys::INT8OID => return Some(Pending::Int(d.value() as i64)),
         pg_sys::BOOLOID => {
             out.type_ = pg_sys::jbvType::jbvBool;
             out.val.boolean = d.value() != 0;
-            return true;
         }
         pg_sys::TEXTOID | pg_sys::VARCHAROID => {
             let text = packed(d);
             out.type_ = pg_sys::jbvType::jbvString;
             out.val.string.len = i32::try_from(pgrx::varsize_any_exhdr(text)).unwrap_or(i32::MAX);
             out.val.string.val = pgrx::vardata_any(text).cast_mut();
-            return true;
         }
-        _ => return false,
-    };
-    out.type_ = kind;
-    out.val.numeric = numeric;
-    true
+        _ => return None,
+    }
+    Some(Pending::Ready(out))
 }
 
 /// Any value, through to_jsonb itself.
@@ -252,8 +333,6 @@ fn to_jsonb_of(type_oid: pg_sys::Oid) -> Box<pg_sys::FmgrInfo> {
 }
 
 thread_local! {
-    static OUTPUT: RefCell<HashMap<pg_sys::Oid, Box<pg_sys::FmgrInfo>>> =
-        RefCell::new(HashMap::new());
-    static TO_JSONB: RefCell<HashMap<pg_sys::Oid, Box<pg_sys::FmgrInfo>>> =
-        RefCell::new(HashMap::new());
+    static OUTPUT: RefCell<OidMap<Box<pg_sys::FmgrInfo>>> = RefCell::new(OidMap::default());
+    static TO_JSONB: RefCell<OidMap<Box<pg_sys::FmgrInfo>>> = RefCell::new(OidMap::default());
 }

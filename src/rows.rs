@@ -13,6 +13,8 @@ use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{PgOid, PgTupleDesc};
 
+use crate::catalog::OidMap;
+
 unsafe extern "C-unwind" {
     /// Same stored value, looking through TOAST and compression.
     fn datum_image_eq(
@@ -25,7 +27,7 @@ unsafe extern "C-unwind" {
 
 thread_local! {
     static PLANS: RefCell<HashMap<String, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
-    static SHAPES: RefCell<HashMap<pg_sys::Oid, Rc<Shape>>> = RefCell::new(HashMap::new());
+    static SHAPES: RefCell<OidMap<Rc<Shape>>> = RefCell::new(OidMap::default());
     /// Bumped by every invalidation, so a shape computed across one is not kept.
     static SHAPES_GENERATION: Cell<u64> = const { Cell::new(0) };
 }
@@ -40,6 +42,8 @@ pub struct Shape {
     pub keys: Vec<Column>,
     /// Every column renders without reading a setting (render::rendered).
     pub settings_free: bool,
+    /// The table's schema-qualified name, as entries record it.
+    pub name: String,
 }
 
 /// The shape of `rel`.
@@ -56,6 +60,7 @@ pub fn shape(rel: pg_sys::Relation) -> Rc<Shape> {
         by_name,
         keys: key_columns(rel),
         settings_free: crate::render::reads_no_setting(rel),
+        name: crate::changes::relation_name(rel).unwrap_or_default(),
     });
     if SHAPES_GENERATION.with(Cell::get) == generation {
         SHAPES.with(|m| m.borrow_mut().insert(relid, s.clone()));
@@ -66,7 +71,18 @@ pub fn shape(rel: pg_sys::Relation) -> Rc<Shape> {
 pub fn register_invalidation() {
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_inval), pg_sys::Datum::from(0));
+        // A renamed schema changes its tables' names without touching them.
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(on_schema_inval),
+            pg_sys::Datum::from(0),
+        );
     }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_schema_inval(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    on_relcache_inval(pg_sys::Datum::from(0), pg_sys::InvalidOid);
 }
 
 #[pg_guard]

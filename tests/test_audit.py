@@ -570,3 +570,40 @@ def test_entries_follow_the_tables_shape_within_one_session(fresh):
     assert change("UPDATE public.payouts SET total = 4 WHERE id = 1") == \
         ({"id": 1, "owner": "alice"}, {"total": 4}, ["total"])
     assert verify(su)[:3] == (True, 5, None)
+
+
+def test_entries_follow_renamed_tables_schemas_and_roles_within_one_session(fresh):
+    """A session keeps table names (rows::shape) and role names (per
+    backend, dropped on any role change): a renamed table, schema or role
+    must show in its next entry. A role cannot be renamed while it is the
+    current user, so the session switches to it only to write."""
+    su = fresh.connect()
+    app = fresh.app()
+    role = fresh.name + "_clerk"
+    su.execute(f"CREATE ROLE {role}")
+    su.execute(f"GRANT {role} TO {fresh.app_role}")
+    su.execute(f"GRANT USAGE ON SCHEMA stepup TO {role}")
+    su.execute(f"GRANT SELECT, UPDATE ON public.payouts TO {role}")
+    su.execute("CREATE SCHEMA money")
+    su.execute("ALTER TABLE public.payouts SET SCHEMA money")
+    su.execute(f"GRANT USAGE ON SCHEMA money TO {fresh.app_role}, {role}")
+
+    def change(table, as_role):
+        with app.transaction():
+            present(app, fresh.signer.token())
+            app.execute(f"SET LOCAL ROLE {as_role}")
+            app.execute(f"UPDATE {table} SET amount = amount + 1 WHERE id = 1")
+        return su.execute("SELECT table_name, role_name, session_role FROM stepup.audit_log "
+                          "ORDER BY id DESC LIMIT 1").fetchone()
+
+    assert change("money.payouts", role) == ("money.payouts", role, fresh.app_role)
+    su.execute(f"ALTER ROLE {role} RENAME TO {role}_2")
+    assert change("money.payouts", role + "_2") == ("money.payouts", role + "_2", fresh.app_role)
+    su.execute("ALTER SCHEMA money RENAME TO treasury")
+    assert change("treasury.payouts", role + "_2") == ("treasury.payouts", role + "_2", fresh.app_role)
+    su.execute("ALTER TABLE treasury.payouts RENAME TO transfers")
+    assert change("treasury.transfers", role + "_2") == \
+        ("treasury.transfers", role + "_2", fresh.app_role)
+    assert verify(su)[:3] == (True, 4, None)
+    su.execute(f"DROP OWNED BY {role}_2")
+    su.execute(f"DROP ROLE {role}_2")

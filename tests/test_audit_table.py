@@ -58,6 +58,78 @@ def test_every_entry_is_in_every_index(fresh):
     assert verify(su)[:3] == (True, 6, None)
 
 
+def test_the_log_as_made_holds_every_entry_in_its_key(fresh):
+    """The log as the extension made it (its primary key its only index)
+    gets entries without the executor: the key index must hold each of
+    them, a TOASTed one too, and a duplicate id must be refused."""
+    su = fresh.connect()
+    su.execute("CREATE EXTENSION amcheck")
+    app = change_all(fresh)
+    with app.transaction():
+        present(app, fresh.signer.token())
+        app.execute("UPDATE public.payouts SET amount = amount * 2")
+    big = "".join(f"{i:06d}" for i in range(50_000))
+    with app.transaction():
+        present(app, fresh.signer.token())
+        app.execute("UPDATE public.payouts SET owner = %s WHERE id = 3", [big])
+    assert [r[0] for r in su.execute("SELECT indexrelid::regclass::text FROM pg_index "
+                                     "WHERE indrelid = 'stepup.audit_log'::regclass")] == ["stepup.audit_log_pkey"]
+    su.execute("SELECT bt_index_check('stepup.audit_log_pkey', true)")
+    ids = [r[0] for r in su.execute("SELECT id FROM stepup.audit_log ORDER BY id")]
+    assert len(ids) == 6
+    su.execute("SET enable_seqscan = off")
+    su.execute("SET enable_bitmapscan = off")
+    for i in ids:
+        assert su.execute("SELECT op FROM stepup.audit_log WHERE id = %s", [i]).fetchall() != []
+    assert scalar(su, "SELECT new_values->>'owner' FROM stepup.audit_log WHERE id = %s", [ids[-1]]) == big
+    # The id sequence set back: the next entry's id is taken, the change refused.
+    su.execute("SELECT setval('stepup.audit_log_id_seq', %s)", [ids[2] - 1])
+    with app.transaction():
+        present(app, fresh.signer.token())
+        err = expect_error(app, CHANGES[0], sqlstate="23505")
+    assert "audit_log_pkey" in str(err)
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 6
+    assert scalar(su, "SELECT amount FROM public.payouts WHERE id = 1") == 202
+    su.execute("SELECT setval('stepup.audit_log_id_seq', %s)", [ids[-1]])
+    with app.transaction():
+        present(app, fresh.signer.token())
+        app.execute(CHANGES[0])
+    su.execute("SELECT bt_index_check('stepup.audit_log_pkey', true)")
+    assert verify(su)[:3] == (True, 7, None)
+
+
+@pytest.mark.parametrize("replacement", [
+    "CREATE INDEX ON stepup.audit_log (id)",                        # not unique
+    "CREATE UNIQUE INDEX ON stepup.audit_log (id) WHERE id > 0",    # partial
+    "CREATE UNIQUE INDEX ON stepup.audit_log ((id + 0))",           # expression
+    "CREATE UNIQUE INDEX ON stepup.audit_log (id, txid)",           # two columns
+    "CREATE UNIQUE INDEX ON stepup.audit_log (txid)",               # another column
+    "CREATE INDEX ON stepup.audit_log USING hash (id)",             # not btree
+])
+def test_a_log_whose_only_index_is_not_its_key_gets_every_entry_indexed(fresh, replacement):
+    """The executor-free path takes only a unique btree on id as the log's
+    one index; any other single index still receives every entry."""
+    su = fresh.connect()
+    su.execute("ALTER TABLE stepup.audit_log DROP CONSTRAINT audit_log_pkey")
+    su.execute(replacement)
+    index = scalar(su, "SELECT indexrelid::regclass::text FROM pg_index "
+                       "WHERE indrelid = 'stepup.audit_log'::regclass")
+    change_all(fresh)
+    rows = su.execute("SELECT id, txid FROM stepup.audit_log").fetchall()
+    assert len(rows) == 3
+    su.execute("SET enable_seqscan = off")
+    # Each entry looked up through the index alone: it must be found there.
+    column = "txid" if "(txid)" in replacement else "id + 0" if "+ 0" in replacement else "id"
+    extra = " AND id > 0" if "WHERE" in replacement else ""
+    query = f"SELECT count(*) FROM stepup.audit_log WHERE {column} = %s{extra}"
+    for id_, txid in rows:
+        value = txid if column == "txid" else id_
+        plan = "\n".join(r[0] for r in su.execute("EXPLAIN " + query.replace("%s", str(value))))
+        assert index.split(".")[1] in plan, plan
+        assert scalar(su, query, [value]) == 1
+    assert verify(su)[:3] == (True, 3, None)
+
+
 def test_a_unique_index_on_the_log_is_enforced(fresh):
     su, app = fresh.connect(), fresh.app()
     su.execute("CREATE UNIQUE INDEX one_change_per_txn ON stepup.audit_log (txid)")

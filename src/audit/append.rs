@@ -66,10 +66,21 @@ pub fn append(relid: pg_sys::Oid, e: &Entry) {
 /// `relid` is stepup.audit_log; `e` holds datums of [`type_of`] types.
 unsafe fn direct(relid: pg_sys::Oid, e: &Entry) -> bool {
     let rel = pg_sys::table_open(relid, pg_sys::RowExclusiveLock as pg_sys::LOCKMODE);
-    let Some(slots) = plain_columns(rel, e) else {
+    let Some((slots, key)) = plain_columns(rel, e) else {
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         return false;
     };
+    let mut values: Vec<pg_sys::Datum> = slots
+        .iter()
+        .map(|v| v.unwrap_or(pg_sys::Datum::from(0)))
+        .collect();
+    let mut nulls: Vec<bool> = slots.iter().map(Option::is_none).collect();
+    let (v, n) = (values.as_mut_ptr(), nulls.as_mut_ptr());
+    // One guard for the whole insert (a guard per call was ~10% of an entry).
+    if crate::raw::guarded(|| unguarded::insert_keyed(rel, v, n, key)) {
+        pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
+        return true;
+    }
     let estate = pg_sys::CreateExecutorState();
     let caller = pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
     let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>())
@@ -109,11 +120,95 @@ unsafe fn direct(relid: pg_sys::Oid, e: &Entry) -> bool {
     written
 }
 
+/// The common case without the executor: a heap table whose one index is
+/// its primary key on `id`. Runs under the single guard of [`direct`] (see
+/// raw.rs: nothing to drop, nothing that panics).
+mod unguarded {
+    use crate::raw::*;
+    use pgrx::pg_sys::{
+        Anum_pg_index_indexprs, Anum_pg_index_indpred, Datum, IndexUniqueCheck, NoLock, Relation,
+        RowExclusiveLock, BTREE_AM_OID, HEAP_TABLE_AM_OID, LOCKMODE,
+    };
+    use std::ffi::c_int;
+
+    /// Inserts the row (`values`/`nulls`, one per attribute) into the heap
+    /// and its key (attribute number `key`) into the table's only index, if
+    /// the table is a heap table and that index a plain, valid, immediate
+    /// unique btree on that one column; false (nothing written) otherwise.
+    ///
+    /// # Safety
+    /// Call inside a guard; `rel` is open with RowExclusiveLock; `values` and
+    /// `nulls` hold one entry per attribute of `rel`; `key` is in 1..=natts.
+    pub unsafe fn insert_keyed(
+        rel: Relation,
+        values: *mut Datum,
+        nulls: *mut bool,
+        key: i16,
+    ) -> bool {
+        if (*(*rel).rd_rel).relam != HEAP_TABLE_AM_OID {
+            return false;
+        }
+        let list = RelationGetIndexList(rel);
+        if list.is_null() || (*list).length != 1 {
+            return false;
+        }
+        let index = index_open((*(*list).elements).oid_value, RowExclusiveLock as LOCKMODE);
+        let form = (*index).rd_index;
+        let plain = (*(*index).rd_rel).relam == BTREE_AM_OID
+            && (*form).indisunique
+            && (*form).indimmediate
+            && !(*form).indisexclusion
+            && (*form).indisvalid
+            && (*form).indisready
+            && (*form).indislive
+            && (*form).indnatts == 1
+            && (*form).indnkeyatts == 1
+            && *(*form).indkey.values.as_ptr() == key
+            && heap_attisnull(
+                (*index).rd_indextuple,
+                Anum_pg_index_indexprs as c_int,
+                std::ptr::null_mut(),
+            )
+            && heap_attisnull(
+                (*index).rd_indextuple,
+                Anum_pg_index_indpred as c_int,
+                std::ptr::null_mut(),
+            );
+        if plain {
+            let tuple = heap_form_tuple((*rel).rd_att, values, nulls);
+            heap_insert(
+                rel,
+                tuple,
+                GetCurrentCommandId(true),
+                0,
+                std::ptr::null_mut(),
+            );
+            let at = usize::try_from(key).map_or(0, |k| k.saturating_sub(1));
+            index_insert(
+                index,
+                values.add(at),
+                nulls.add(at),
+                &raw mut (*tuple).t_self,
+                rel,
+                IndexUniqueCheck::UNIQUE_CHECK_YES,
+                false,
+                BuildIndexInfo(index),
+            );
+        }
+        index_close(index, NoLock as LOCKMODE);
+        plain
+    }
+}
+
 /// The entry laid out on the table's attributes, if the table is a plain
 /// table with exactly the entry's columns (dropped ones aside), no INSERT
 /// trigger, rule, forced row security, CHECK constraint, identity or
 /// generated column, and no NOT NULL the entry would break.
-unsafe fn plain_columns(rel: pg_sys::Relation, e: &Entry) -> Option<Vec<Option<pg_sys::Datum>>> {
+/// Also gives the attribute number of `id`.
+unsafe fn plain_columns(
+    rel: pg_sys::Relation,
+    e: &Entry,
+) -> Option<(Vec<Option<pg_sys::Datum>>, i16)> {
     let form = &*(*rel).rd_rel;
     let desc = &*(*rel).rd_att;
     let triggers = (*rel).trigdesc.as_ref().is_some_and(|t| {
@@ -140,6 +235,7 @@ unsafe fn plain_columns(rel: pg_sys::Relation, e: &Entry) -> Option<Vec<Option<p
     let attrs = desc.attrs.as_slice(natts);
     let mut out = vec![None; natts];
     let mut seen = [false; 22];
+    let mut key = 0;
     for (live, (slot, a)) in out
         .iter_mut()
         .zip(attrs)
@@ -161,8 +257,11 @@ unsafe fn plain_columns(rel: pg_sys::Relation, e: &Entry) -> Option<Vec<Option<p
         }
         seen[i] = true;
         *slot = e[i];
+        if i == 0 {
+            key = a.attnum;
+        }
     }
-    seen.iter().all(|s| *s).then_some(out)
+    seen.iter().all(|s| *s).then_some((out, key))
 }
 
 /// Every index checks its constraint at once (a deferrable one needs the

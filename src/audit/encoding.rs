@@ -41,14 +41,14 @@ pub const ENTRY_FIELDS: [&str; 21] = [
     "auth_time",
 ];
 
-fn field(h: &mut Sha256, value: Option<&str>) {
+fn field(h: &mut Sha256, value: Option<&[u8]>) {
     match value {
         None => h.update([0u8]),
         Some(v) => {
             h.update([1u8]);
             // Values come from the database; a field over 4 GiB cannot occur.
             h.update(u32::try_from(v.len()).unwrap_or(u32::MAX).to_be_bytes());
-            h.update(v.as_bytes());
+            h.update(v);
         }
     }
 }
@@ -62,7 +62,7 @@ pub fn row_digest(columns: &[(String, Option<String>)]) -> String {
     sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut h = RowHasher::new(sorted.len());
     for (name, value) in sorted {
-        h.column(name, value.as_deref());
+        h.column(name, value.as_deref().map(str::as_bytes));
     }
     h.finish()
 }
@@ -79,8 +79,9 @@ impl RowHasher {
         RowHasher(h)
     }
 
-    pub fn column(&mut self, name: &str, value: Option<&str>) {
-        field(&mut self.0, Some(name));
+    /// `value`: the column's text as UTF-8 bytes (None: SQL NULL).
+    pub fn column(&mut self, name: &str, value: Option<&[u8]>) {
+        field(&mut self.0, Some(name.as_bytes()));
         field(&mut self.0, value);
     }
 
@@ -93,7 +94,7 @@ impl RowHasher {
 pub fn entry_hash<'a>(fields: impl IntoIterator<Item = Option<&'a str>>) -> String {
     let mut h = EntryHasher::start();
     for f in fields {
-        h.field(f);
+        h.field(f.map(str::as_bytes));
     }
     h.finish()
 }
@@ -108,7 +109,8 @@ impl EntryHasher {
         EntryHasher(h)
     }
 
-    pub fn field(&mut self, value: Option<&str>) {
+    /// `value`: the field's text as UTF-8 bytes (None: SQL NULL).
+    pub fn field(&mut self, value: Option<&[u8]>) {
         field(&mut self.0, value);
     }
 
@@ -121,10 +123,10 @@ impl EntryHasher {
 pub fn link_hash(seq: i64, entry_id: i64, entry_hash: &str, prev_hash: &str) -> String {
     let mut h = Sha256::new();
     h.update(LINK_DOMAIN);
-    field(&mut h, Some(&seq.to_string()));
-    field(&mut h, Some(&entry_id.to_string()));
-    field(&mut h, Some(entry_hash));
-    field(&mut h, Some(prev_hash));
+    field(&mut h, Some(seq.to_string().as_bytes()));
+    field(&mut h, Some(entry_id.to_string().as_bytes()));
+    field(&mut h, Some(entry_hash.as_bytes()));
+    field(&mut h, Some(prev_hash.as_bytes()));
     lower_hex(&h.finalize())
 }
 

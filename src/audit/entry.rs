@@ -4,13 +4,13 @@
 //! both through the stored types' own output functions, so the text is
 //! what `stepup.entry_fields` gives in SQL, with no SQL in between.
 
-use std::cell::RefCell;
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
 
 use super::encoding::EntryHasher;
 use crate::catalog::PG_EPOCH_OFFSET_US;
+use crate::render::utf8;
 
 /// How a field is stored, and so how it renders.
 #[derive(Clone, Copy)]
@@ -61,57 +61,56 @@ pub fn type_of(i: usize) -> pg_sys::Oid {
     COLUMNS[i].1
 }
 
-/// Each field's text, as hashed.
-pub fn texts(values: &Values) -> Vec<Option<String>> {
-    let mut out = Vec::with_capacity(values.len());
-    each_text(values, |t| out.push(t.map(str::to_owned)));
-    out
-}
-
 /// The entry hash of the fields, rendered one at a time into the hash
-/// (the same text as [`texts`], without keeping a copy of any field).
+/// (no copy of any field is kept). The writer hashes the values it is
+/// about to insert, the verifier the values it reads back.
 pub fn hash(values: &Values) -> String {
+    // The fields only an output function renders, all in one go.
+    let items: Vec<_> = values
+        .iter()
+        .zip(COLUMNS)
+        .map(|(v, (kind, oid))| match kind {
+            Jsonb | TextArray | Inet => (oid, *v),
+            _ => (oid, None),
+        })
+        .collect();
+    let outputs = crate::render::outputs(&items);
     let mut h = EntryHasher::start();
-    each_text(values, |t| h.field(t));
+    for ((v, (kind, _)), out) in values.iter().zip(COLUMNS).zip(outputs) {
+        match v {
+            None => h.field(None),
+            Some(d) => unsafe { render(kind, *d, out, &mut |t| h.field(t)) },
+        }
+    }
     h.finish()
 }
 
-/// Hands each field's text, in hashing order, to `f` (None: SQL NULL); the
-/// text lives only during the call.
-fn each_text(values: &Values, mut f: impl FnMut(Option<&str>)) {
-    for (v, (kind, _)) in values.iter().zip(COLUMNS) {
-        match v {
-            None => f(None),
-            Some(d) => unsafe { render(kind, *d, &mut f) },
-        }
-    }
-}
-
 /// # Safety
-/// `d` is a non-null datum of the field's type.
-unsafe fn render(kind: Kind, d: pg_sys::Datum, f: &mut impl FnMut(Option<&str>)) {
+/// `d` is a non-null datum of the field's type; `out` its text output if
+/// its kind has one.
+unsafe fn render(
+    kind: Kind,
+    d: pg_sys::Datum,
+    out: *const std::ffi::c_char,
+    f: &mut impl FnMut(Option<&[u8]>),
+) {
     // A bigint / timestamptz datum is the 64-bit value itself.
     let int8 = d.value() as i64;
     let mut digits = itoa::Buffer::new();
     match kind {
-        Int8 => f(Some(digits.format(int8))),
-        Micros => f(Some(digits.format(int8.saturating_add(PG_EPOCH_OFFSET_US)))),
-        // Read in place; lossy only in a database whose encoding is not UTF-8.
-        Text => f(Some(&String::from_utf8_lossy(text_bytes(d)))),
-        Jsonb | TextArray | Inet => {
-            let p = OUTPUTS.with(|o| {
-                let mut o = o.borrow_mut();
-                let o = o.get_or_insert_with(Outputs::new);
-                let flinfo = match kind {
-                    Jsonb => &mut o.jsonb,
-                    TextArray => &mut o.array,
-                    _ => &mut o.inet,
-                };
-                pg_sys::OutputFunctionCall(flinfo.as_mut(), d)
-            });
-            // Left to the caller's memory context, reset after each entry.
-            f(Some(&CStr::from_ptr(p).to_string_lossy()));
+        Int8 => f(Some(digits.format(int8).as_bytes())),
+        Micros => f(Some(
+            digits
+                .format(int8.saturating_add(PG_EPOCH_OFFSET_US))
+                .as_bytes(),
+        )),
+        // Read in place; converted only in a database whose encoding is not UTF-8.
+        Text => f(Some(&utf8(text_bytes(d)))),
+        // Left to the caller's memory context, reset after each entry.
+        Jsonb | TextArray | Inet if !out.is_null() => {
+            f(Some(&utf8(CStr::from_ptr(out).to_bytes())))
         }
+        Jsonb | TextArray | Inet => error!("pg_stepup: an audit field has no text output"),
     }
 }
 
@@ -178,33 +177,4 @@ fn pack(strings: &[Option<&str>], out: &mut [Option<pg_sys::Datum>]) {
         }
         at += size(s);
     }
-}
-
-/// Output functions looked up once per backend (array_out keeps its
-/// element type cache in the FmgrInfo, so each lives at a fixed address).
-struct Outputs {
-    jsonb: Box<pg_sys::FmgrInfo>,
-    array: Box<pg_sys::FmgrInfo>,
-    inet: Box<pg_sys::FmgrInfo>,
-}
-
-impl Outputs {
-    fn new() -> Self {
-        let info = |oid: u32| {
-            let mut f = Box::new(unsafe { std::mem::zeroed::<pg_sys::FmgrInfo>() });
-            unsafe {
-                pg_sys::fmgr_info_cxt(pg_sys::Oid::from(oid), f.as_mut(), pg_sys::TopMemoryContext)
-            };
-            f
-        };
-        Outputs {
-            jsonb: info(pg_sys::F_JSONB_OUT),
-            array: info(pg_sys::F_ARRAY_OUT),
-            inet: info(pg_sys::F_INET_OUT),
-        }
-    }
-}
-
-thread_local! {
-    static OUTPUTS: RefCell<Option<Outputs>> = const { RefCell::new(None) };
 }

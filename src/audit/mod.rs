@@ -9,12 +9,16 @@ mod entry;
 mod trigger;
 mod verify;
 
+use std::ffi::CStr;
+
 use pgrx::prelude::*;
 
 use crate::catalog;
 use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
 use crate::render;
 use crate::rows::{self, Row};
+
+pub use trigger::register_invalidation;
 
 /// The extension's stepup.audit_log and its id sequence, from the catalog
 /// snapshot (looked up once per backend, forgotten when either is renamed
@@ -41,12 +45,15 @@ fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
 /// by name ([`rows::Shape`]): each value's text straight into the hash,
 /// rendered under the caller's settings (see [`render::rendered`]).
 fn digest(values: &rows::Values, columns: &[rows::Column]) -> String {
+    let items: Vec<_> = columns
+        .iter()
+        .map(|c| (c.type_oid, values.get(c.index)))
+        .collect();
+    let texts = render::outputs(&items);
     let mut h = encoding::RowHasher::new(columns.len());
-    for c in columns {
-        match values.get(c.index) {
-            None => h.column(&c.name, None),
-            Some(d) => render::with_text(c.type_oid, d, |t| h.column(&c.name, Some(t))),
-        }
+    for (c, t) in columns.iter().zip(texts) {
+        let text = (!t.is_null()).then(|| render::utf8(unsafe { CStr::from_ptr(t) }.to_bytes()));
+        h.column(&c.name, text.as_deref());
     }
     h.finish()
 }

@@ -7,20 +7,20 @@
 //! The entry is built here, values and hash, and appended (append.rs): no
 //! SQL per row.
 
+use std::cell::{Cell, RefCell};
+use std::ffi::CStr;
+use std::rc::Rc;
+
 use pgrx::prelude::*;
 
 use super::append::{append, Entry};
 use super::digest;
 use super::entry::{self, Values};
 use crate::catalog::PG_EPOCH_OFFSET_US;
-use crate::changes::relation_name;
 use crate::held;
+use crate::raw;
 use crate::render;
 use crate::rows::{self, Row};
-
-unsafe extern "C-unwind" {
-    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
-}
 
 #[pg_trigger]
 fn audit<'a>(
@@ -42,10 +42,10 @@ fn write_entry(td: &pg_sys::TriggerData) {
     let held = held::current();
     let claims = held.as_ref().map(|h| &h.claims);
     let micros = |us: Option<i64>| us.map(pg_sys::Datum::from);
+    let shape = rows::shape(rel);
     // Rendered under at most one settings switch per row.
     let (old_digest, new_digest, key, changed, old_values, new_values) =
         render::rendered(rel, || {
-            let shape = rows::shape(rel);
             let (old, new) = (old.map(|r| r.values()), new.map(|r| r.values()));
             let digest = |v: &Option<rows::Values>| v.as_ref().map(|v| digest(v, &shape.by_name));
             let changed = rows::changed_columns(rel, &shape, old.as_ref(), new.as_ref());
@@ -71,23 +71,32 @@ fn write_entry(td: &pg_sys::TriggerData) {
             )
         });
     let (log, seq) = super::relations();
-    // Not in pgrx's bindings: guarded here, so that an error (a sequence
-    // at its maximum) unwinds as every pg_sys call does.
-    let id = unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| nextval_internal(seq, false)) };
-    let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    let txid = unsafe { pg_sys::GetTopFullTransactionId().value };
+    // Under one guard (raw.rs): an error (the id sequence at its maximum)
+    // unwinds as from any pg_sys call.
+    let (id, now, txid, user, session_user, application) = unsafe {
+        raw::guarded(|| {
+            (
+                raw::nextval_internal(seq, false),
+                raw::GetCurrentTimestamp(),
+                raw::GetTopFullTransactionId().value,
+                raw::GetUserId(),
+                raw::GetSessionUserId(),
+                raw::GetConfigOption(c"application_name".as_ptr(), true, false),
+            )
+        })
+    };
+    // Copied before anything else can change the setting.
+    let application =
+        (!application.is_null()).then(|| unsafe { CStr::from_ptr(application) }.to_string_lossy());
     let auth_time = claims.and_then(|c| {
         c.auth_time
             .checked_mul(1_000_000)?
             .checked_sub(PG_EPOCH_OFFSET_US)
     });
-    let table = relation_name(rel).unwrap_or_default();
-    let role = user_name(unsafe { pg_sys::GetUserId() });
-    let session_role = user_name(unsafe { pg_sys::GetSessionUserId() });
-    let application = application_name();
+    let (role, session_role) = (role_name(user), role_name(session_user));
     let [table, op, old_digest, new_digest, role, session_role, application, kid, jti, sub, acr] =
         entry::text_datums([
-            Some(&table),
+            Some(&shape.name),
             Some(op),
             old_digest.as_deref(),
             new_digest.as_deref(),
@@ -129,25 +138,55 @@ fn write_entry(td: &pg_sys::TriggerData) {
     append(log, &row);
 }
 
-fn application_name() -> Option<String> {
-    unsafe {
-        let p = pg_sys::GetConfigOption(c"application_name".as_ptr(), true, false);
-        (!p.is_null()).then(|| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
-    }
-}
-
 /// inet_client_addr(): NULL over a Unix socket.
 fn client_addr() -> Option<pg_sys::Datum> {
     unsafe { pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[]) }
 }
 
-fn user_name(oid: pg_sys::Oid) -> String {
-    unsafe {
+/// A role's name, kept per backend until any role changes (pg_authid
+/// invalidation): two catalog lookups per entry otherwise.
+fn role_name(oid: pg_sys::Oid) -> Rc<str> {
+    if let Some(name) = ROLE_NAMES.with(|n| {
+        n.borrow()
+            .iter()
+            .find(|(o, _)| *o == oid)
+            .map(|(_, n)| n.clone())
+    }) {
+        return name;
+    }
+    let generation = ROLES_GENERATION.with(Cell::get);
+    let name: Rc<str> = unsafe {
         let p = pg_sys::GetUserNameFromId(oid, true);
         if p.is_null() {
-            format!("oid {}", u32::from(oid))
+            format!("oid {}", u32::from(oid)).into()
         } else {
-            std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+            CStr::from_ptr(p).to_string_lossy().into()
         }
+    };
+    if ROLES_GENERATION.with(Cell::get) == generation {
+        ROLE_NAMES.with(|n| n.borrow_mut().push((oid, name.clone())));
     }
+    name
+}
+
+thread_local! {
+    static ROLE_NAMES: RefCell<Vec<(pg_sys::Oid, Rc<str>)>> = const { RefCell::new(Vec::new()) };
+    /// Bumped by every invalidation, so a name looked up across one is not kept.
+    static ROLES_GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+pub fn register_invalidation() {
+    unsafe {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::AUTHOID as i32,
+            Some(on_role_inval),
+            pg_sys::Datum::from(0),
+        );
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_role_inval(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    ROLES_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+    ROLE_NAMES.with(|n| n.borrow_mut().clear());
 }

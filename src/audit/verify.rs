@@ -12,7 +12,7 @@ use crate::owner;
 use crate::raise::bad_argument;
 
 /// Each link with the stored columns of the entry it names, in the order
-/// entry::texts renders them (l.id NULL: the entry is gone).
+/// entry::hash renders them (l.id NULL: the entry is gone).
 const WALK: &str = r#"
 SELECT c.seq, c.entry_id, c.entry_hash, c.prev_hash, c.link_hash, l.entry_hash,
        l.id, l.at, l.txid, l.table_name, l.op, l.key, l.old_digest, l.new_digest, l.changed,
@@ -175,12 +175,12 @@ fn walk_chain(want: Option<(i64, String, Option<i64>)>) -> (i64, Option<Bad>) {
                             let text =
                                 |n: usize| col(n).map(|d| entry::text(d)).unwrap_or_default();
                             let link_hash = text(4);
-                            let fields = col(6).map(|_| {
+                            let fields_hash = col(6).map(|_| {
                                 let mut values: Values = [None; 21];
                                 for (k, v) in values.iter_mut().enumerate() {
                                     *v = col(6 + k);
                                 }
-                                entry::texts(&values)
+                                entry::hash(&values)
                             });
                             let stored = col(5).map(|d| entry::text(d));
                             let link = Link {
@@ -189,7 +189,7 @@ fn walk_chain(want: Option<(i64, String, Option<i64>)>) -> (i64, Option<Bad>) {
                                 entry_hash: &text(2),
                                 prev_hash: &text(3),
                                 link_hash: &link_hash,
-                                entry: stored.as_deref().zip(fields.as_deref()),
+                                entry: stored.as_deref().zip(fields_hash.as_deref()),
                             };
                             walk.step(&link).map(|()| (link.seq, link_hash.clone()))
                         })
