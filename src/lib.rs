@@ -13,6 +13,7 @@ mod held;
 mod jsonb;
 mod keys;
 mod owner;
+mod pgtext;
 mod policy;
 mod present;
 mod raise;

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::catalog::OidMap;
 use crate::jsonb;
+use crate::pgtext::{self, Scalar};
 use crate::raw;
 use crate::rows::{self, pinned, Column, Row, Values};
 
@@ -199,6 +200,17 @@ unsafe fn output(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> *mut std::ffi::c_ch
 /// names instead of two whole rows cut down afterwards. The values are
 /// laid out first, then the object is built under one guard (raw.rs).
 pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) -> pg_sys::Datum {
+    object_and_text(values, columns).0
+}
+
+/// [`object`], and its text exactly as `jsonb_out` writes it when every
+/// value is an integer, boolean, string or null (None otherwise): the
+/// audit hashes that text, and writing it here costs a fraction of
+/// printing the jsonb back.
+pub fn object_and_text<'c>(
+    values: &Values,
+    columns: impl Iterator<Item = &'c Column>,
+) -> (pg_sys::Datum, Option<Vec<u8>>) {
     let pairs: Vec<(pg_sys::JsonbValue, Pending)> = columns
         .map(|c| unsafe {
             let value = match values.get(c.index) {
@@ -212,8 +224,34 @@ pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) ->
             (jsonb::string(&c.name), value)
         })
         .collect();
-    let (pairs, n) = (pairs.as_ptr(), pairs.len());
-    unsafe { raw::guarded(|| build_object(pairs, n)) }
+    let text = unsafe { object_text(&pairs) };
+    let (p, n) = (pairs.as_ptr(), pairs.len());
+    (unsafe { raw::guarded(|| build_object(p, n)) }, text)
+}
+
+/// The object's text as jsonb_out writes it (pgtext.rs); None if a value
+/// is not an integer, boolean, string or null.
+///
+/// # Safety
+/// The pairs' strings point at live bytes.
+unsafe fn object_text(pairs: &[(pg_sys::JsonbValue, Pending)]) -> Option<Vec<u8>> {
+    let string = |v: &pg_sys::JsonbValue| {
+        let len = usize::try_from(v.val.string.len).unwrap_or(0);
+        std::slice::from_raw_parts(v.val.string.val.cast::<u8>(), len)
+    };
+    let scalars = pairs.iter().map(|(k, v)| {
+        let value = match v {
+            Pending::Int(n) => Scalar::Int(*n),
+            Pending::Ready(v) => match v.type_ {
+                pg_sys::jbvType::jbvNull => Scalar::Null,
+                pg_sys::jbvType::jbvBool => Scalar::Bool(v.val.boolean),
+                pg_sys::jbvType::jbvString => Scalar::Str(string(v)),
+                _ => return None,
+            },
+        };
+        Some((string(k), value))
+    });
+    Some(pgtext::object(scalars.collect::<Option<Vec<_>>>()?))
 }
 
 /// A value ready for the builder, or an integer still to convert to numeric

@@ -607,3 +607,39 @@ def test_entries_follow_renamed_tables_schemas_and_roles_within_one_session(fres
     assert verify(su)[:3] == (True, 4, None)
     su.execute(f"DROP OWNED BY {role}_2")
     su.execute(f"DROP ROLE {role}_2")
+
+
+def test_entries_of_awkward_keys_values_and_names_hash_as_the_server_prints_them(fresh):
+    """The writer renders an entry's jsonb (key, old/new values) and text[]
+    (changed, amr) itself, as jsonb_out and array_out print them
+    (src/pgtext.rs); verify_audit prints them with the server's functions.
+    Keys of every length (jsonb orders them shortest first), strings that
+    need escaping, booleans, negative integers, NULLs, and column names or
+    amr values that array_out must quote must all verify."""
+    su = fresh.connect()
+    su.execute("""CREATE TABLE public.odd (
+        "k" text, "kk" int, "z" bigint, "aa" boolean, "we""ird" text, "a b" smallint,
+        "NULL" text, "ключ" text, "x" numeric, PRIMARY KEY ("k", "kk"))""")
+    su.execute("SELECT stepup.protect('public.odd')")
+    strings = ["", "tab\there", 'quote " and \\ backslash', "ctl \x01\x1f\x08\x0c\r\n", "é ключ 🎉", "null"]
+    with su.transaction():
+        present(su, fresh.signer.token(amr=["otp", "hwk"]))
+        for i, s in enumerate(strings):
+            su.execute('INSERT INTO public.odd VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)',
+                       [s, -i, -(2 ** 63) + i, i % 2 == 0, s, -i, s, s, i])
+    with su.transaction():
+        present(su, fresh.signer.token(amr=["otp pin", "NULL", ""]))
+        su.execute("""UPDATE public.odd SET "z" = "z" + 1, "aa" = NOT "aa", "we""ird" = "we""ird" || '"',
+                      "a b" = NULL, "NULL" = 'x', "ключ" = NULL, "x" = "x" + 0.5""")
+    with su.transaction():
+        present(su, fresh.signer.token(amr=["pwd"]))
+        su.execute('DELETE FROM public.odd WHERE "kk" < -3')
+    # The stored entries hold what the rows say, and every hash checks out.
+    keys = su.execute("SELECT key FROM stepup.audit_log WHERE op = 'INSERT' ORDER BY id").fetchall()
+    assert [k[0] for k in keys] == [{"k": s, "kk": -i} for i, s in enumerate(strings)]
+    changed = scalar(su, "SELECT changed FROM stepup.audit_log WHERE op = 'UPDATE' LIMIT 1")
+    assert changed == sorted(["z", "aa", 'we"ird', "a b", "NULL", "ключ", "x"], key=str.encode)
+    amrs = [r[0] for r in su.execute("SELECT DISTINCT amr::text FROM stepup.audit_log ORDER BY 1")]
+    assert amrs == ['{"otp pin","NULL",""}', "{otp,hwk}", "{pwd}"]
+    assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 6 + 6 + 2
+    assert verify(su)[:3] == (True, 14, None)

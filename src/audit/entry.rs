@@ -62,24 +62,33 @@ pub fn type_of(i: usize) -> pg_sys::Oid {
 }
 
 /// The entry hash of the fields, rendered one at a time into the hash
-/// (no copy of any field is kept). The writer hashes the values it is
-/// about to insert, the verifier the values it reads back.
+/// (no copy of any field is kept). The verifier hashes the values it reads
+/// back this way.
 pub fn hash(values: &Values) -> String {
+    hash_known(values, &[None; 21])
+}
+
+/// [`hash`], with the text of some fields already known (`known[i]`, the
+/// writer's own rendering of a jsonb or text[] it built, byte for byte
+/// what the output function would print): those are not printed again.
+pub fn hash_known(values: &Values, known: &[Option<&[u8]>; 21]) -> String {
     // The fields only an output function renders, all in one go.
     let items: Vec<_> = values
         .iter()
         .zip(COLUMNS)
-        .map(|(v, (kind, oid))| match kind {
-            Jsonb | TextArray | Inet => (oid, *v),
+        .zip(known)
+        .map(|((v, (kind, oid)), k)| match (kind, k) {
+            (Jsonb | TextArray | Inet, None) => (oid, *v),
             _ => (oid, None),
         })
         .collect();
     let outputs = crate::render::outputs(&items);
     let mut h = EntryHasher::start();
-    for ((v, (kind, _)), out) in values.iter().zip(COLUMNS).zip(outputs) {
-        match v {
-            None => h.field(None),
-            Some(d) => unsafe { render(kind, *d, out, &mut |t| h.field(t)) },
+    for (((v, (kind, _)), out), k) in values.iter().zip(COLUMNS).zip(outputs).zip(known) {
+        match (v, k) {
+            (None, _) => h.field(None),
+            (Some(_), Some(text)) => h.field(Some(&utf8(text))),
+            (Some(d), None) => unsafe { render(kind, *d, out, &mut |t| h.field(t)) },
         }
     }
     h.finish()

@@ -15,9 +15,11 @@ use pgrx::prelude::*;
 
 use super::append::{append, Entry};
 use super::digest;
+use super::encoding::ENTRY_FIELDS;
 use super::entry::{self, Values};
 use crate::catalog::PG_EPOCH_OFFSET_US;
 use crate::held;
+use crate::pgtext;
 use crate::raw;
 use crate::render;
 use crate::rows::{self, Row};
@@ -43,7 +45,8 @@ fn write_entry(td: &pg_sys::TriggerData) {
     let claims = held.as_ref().map(|h| &h.claims);
     let micros = |us: Option<i64>| us.map(pg_sys::Datum::from);
     let shape = rows::shape(rel);
-    // Rendered under at most one settings switch per row.
+    // Rendered under at most one settings switch per row. Each jsonb and
+    // text[] comes with its text where it is plain (pgtext.rs), for the hash.
     let (old_digest, new_digest, key, changed, old_values, new_values) =
         render::rendered(rel, || {
             let (old, new) = (old.map(|r| r.values()), new.map(|r| r.values()));
@@ -54,22 +57,27 @@ fn write_entry(td: &pg_sys::TriggerData) {
                 .then(|| {
                     old.as_ref()
                         .or(new.as_ref())
-                        .map(|v| render::object(v, keys.iter()))
+                        .map(|v| render::object_and_text(v, keys.iter()))
                 })
                 .flatten();
             let values = |v: &Option<rows::Values>| {
                 v.as_ref()
-                    .map(|v| render::object(v, changed.iter().copied()))
+                    .map(|v| render::object_and_text(v, changed.iter().copied()))
             };
+            let names: Vec<&str> = changed.iter().map(|c| c.name.as_str()).collect();
             (
                 digest(&old),
                 digest(&new),
                 key,
-                entry::text_array(&changed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>()),
+                (entry::text_array(&names), pgtext::plain_array(&names)),
                 values(&old),
                 values(&new),
             )
         });
+    let amr = claims.map(|c| {
+        let amr: Vec<&str> = c.amr.iter().map(String::as_str).collect();
+        (entry::text_array(&amr), pgtext::plain_array(&amr))
+    });
     let (log, seq) = super::relations();
     // Under one guard (raw.rs): an error (the id sequence at its maximum)
     // unwinds as from any pg_sys call.
@@ -114,12 +122,12 @@ fn write_entry(td: &pg_sys::TriggerData) {
         Some(pg_sys::Datum::from(i64::try_from(txid).unwrap_or(i64::MAX))),
         table,
         op,
-        key,
+        key.as_ref().map(|k| k.0),
         old_digest,
         new_digest,
-        Some(changed),
-        old_values,
-        new_values,
+        Some(changed.0),
+        old_values.as_ref().map(|v| v.0),
+        new_values.as_ref().map(|v| v.0),
         role,
         session_role,
         application,
@@ -128,10 +136,21 @@ fn write_entry(td: &pg_sys::TriggerData) {
         jti,
         sub,
         acr,
-        claims.map(|c| entry::text_array(&c.amr.iter().map(String::as_str).collect::<Vec<_>>())),
+        amr.as_ref().map(|a| a.0),
         micros(auth_time),
     ];
-    let hash = entry::hash(&values);
+    fn text(v: &Option<(pg_sys::Datum, Option<Vec<u8>>)>) -> Option<&[u8]> {
+        v.as_ref().and_then(|v| v.1.as_deref())
+    }
+    let known = std::array::from_fn(|i| match ENTRY_FIELDS[i] {
+        "key" => text(&key),
+        "changed" => changed.1.as_deref(),
+        "old_values" => text(&old_values),
+        "new_values" => text(&new_values),
+        "amr" => text(&amr),
+        _ => None,
+    });
+    let hash = entry::hash_known(&values, &known);
     let mut row: Entry = [None; 22];
     row[..values.len()].copy_from_slice(&values);
     row[values.len()] = hash.into_datum();
