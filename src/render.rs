@@ -97,35 +97,78 @@ pub fn as_json(row: Row) -> Map<String, Value> {
     }
 }
 
-/// The text output of each value (type, datum; None: SQL NULL, null
-/// pointer out), rendered under the caller's settings (see [`rendered`]):
-/// built-in types under one guard (raw.rs), others one call each. The
-/// text is left to the caller's memory context (the audit trigger's is
-/// reset after each row): a pfree is one more call per value.
-pub fn outputs(items: &[(pg_sys::Oid, Option<pg_sys::Datum>)]) -> Vec<*mut std::ffi::c_char> {
-    let infos: Vec<*mut pg_sys::FmgrInfo> = items
+/// The text of each value (type, datum; None: SQL NULL) as its type's
+/// output function prints it, rendered under the caller's settings (see
+/// [`rendered`]). Integers, booleans and text are written here (their
+/// output functions print exactly that); other built-in types are printed
+/// under one guard (raw.rs), user types one call each. Printed text is
+/// left to the caller's memory context (the audit trigger's is reset
+/// after each row): a pfree is one more call per value.
+pub fn texts(items: &[(pg_sys::Oid, Option<pg_sys::Datum>)]) -> Vec<Text> {
+    let mut out: Vec<Text> = items
         .iter()
-        .map(|(t, d)| match d {
-            Some(_) if u32::from(*t) < pg_sys::FirstNormalObjectId => built_in_output(*t),
+        .map(|(t, d)| match (*t, d) {
+            (_, None) => Text::Null,
+            (pg_sys::INT2OID, Some(d)) => Text::Int(i64::from(d.value() as i16)),
+            (pg_sys::INT4OID, Some(d)) => Text::Int(i64::from(d.value() as i32)),
+            (pg_sys::INT8OID, Some(d)) => Text::Int(d.value() as i64),
+            (pg_sys::BOOLOID, Some(d)) => Text::Bool(d.value() != 0),
+            (pg_sys::TEXTOID | pg_sys::VARCHAROID, Some(d)) => Text::InPlace(unsafe { packed(*d) }),
+            (_, Some(_)) => Text::Printed(null_mut()),
+        })
+        .collect();
+    let infos: Vec<*mut pg_sys::FmgrInfo> = out
+        .iter()
+        .zip(items)
+        .map(|(o, (t, _))| match o {
+            Text::Printed(_) if u32::from(*t) < pg_sys::FirstNormalObjectId => built_in_output(*t),
             _ => null_mut(),
         })
         .collect();
-    let mut out = vec![null_mut(); items.len()];
     unsafe {
         raw::guarded(|| {
             for ((o, f), (_, d)) in out.iter_mut().zip(&infos).zip(items) {
-                if let (false, Some(d)) = (f.is_null(), d) {
-                    *o = raw::OutputFunctionCall(*f, *d);
+                if let (Text::Printed(p), false, Some(d)) = (o, f.is_null(), d) {
+                    *p = raw::OutputFunctionCall(*f, *d);
                 }
             }
         });
         for (o, (t, d)) in out.iter_mut().zip(items) {
-            if let (true, Some(d)) = (o.is_null(), d) {
-                *o = output(*t, *d);
+            if let (Text::Printed(p), Some(d)) = (o, d) {
+                if p.is_null() {
+                    *p = output(*t, *d);
+                }
             }
         }
     }
     out
+}
+
+/// A value's text, as [`texts`] renders it.
+pub enum Text {
+    Null,
+    Int(i64),
+    Bool(bool),
+    /// A text or varchar datum, read in place.
+    InPlace(*mut pg_sys::varlena),
+    /// What an output function printed.
+    Printed(*mut std::ffi::c_char),
+}
+
+impl Text {
+    /// Hands the text as UTF-8 bytes (None: SQL NULL) to `f`.
+    pub fn with<R>(&self, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        match self {
+            Text::Null => f(None),
+            Text::Int(n) => f(Some(itoa::Buffer::new().format(*n).as_bytes())),
+            Text::Bool(b) => f(Some(if *b { b"t" } else { b"f" })),
+            Text::InPlace(p) => f(Some(&utf8(unsafe {
+                pgrx::varlena::varlena_to_byte_slice(*p)
+            }))),
+            Text::Printed(p) if p.is_null() => f(None),
+            Text::Printed(p) => f(Some(&utf8(unsafe { CStr::from_ptr(*p) }.to_bytes()))),
+        }
+    }
 }
 
 /// A built-in type's output function, looked up once per backend (it

@@ -643,3 +643,14 @@ def test_entries_of_awkward_keys_values_and_names_hash_as_the_server_prints_them
     assert amrs == ['{"otp pin","NULL",""}', "{otp,hwk}", "{pwd}"]
     assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 6 + 6 + 2
     assert verify(su)[:3] == (True, 14, None)
+    # Row digests, recomputed from each column's output function text
+    # (format's %s; the writer renders integers, booleans and text itself).
+    names = ["k", "kk", "z", "aa", 'we"ird', "a b", "NULL", "ключ", "x"]
+    rows = su.execute('SELECT "k", format(\'%s\', "kk"), format(\'%s\', "z"), format(\'%s\', "aa"), '
+                      '"we""ird", "a b"::text, "NULL", "ключ", "x"::text FROM public.odd').fetchall()
+    assert len(rows) == 4
+    digests = dict(su.execute("SELECT key->>'k', new_digest FROM stepup.audit_log WHERE op = 'UPDATE'"))
+    for row in rows:
+        cols = sorted(zip(names, row), key=lambda c: c[0].encode())
+        assert digests[row[0]] == _sha(b"pg_stepup row v1\n" + len(cols).to_bytes(4, "big")
+                                       + b"".join(_field(n) + _field(v) for n, v in cols)), row

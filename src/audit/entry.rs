@@ -1,56 +1,41 @@
 //! An audit entry as Postgres values, and the one rendering of its 21
 //! hashed fields as text (docs/audit-encoding.md). The writer renders the
 //! values it is about to insert, the verifier the values it reads back:
-//! both through the stored types' own output functions, so the text is
-//! what `stepup.entry_fields` gives in SQL, with no SQL in between.
-
-use std::ffi::CStr;
+//! both as the stored types' own output functions print them (render::texts,
+//! pgtext.rs), so the text is what `stepup.entry_fields` gives in SQL, with
+//! no SQL in between.
 
 use pgrx::prelude::*;
 
 use super::encoding::EntryHasher;
 use crate::catalog::PG_EPOCH_OFFSET_US;
-use crate::render::utf8;
-
-/// How a field is stored, and so how it renders.
-#[derive(Clone, Copy)]
-enum Kind {
-    /// bigint, as decimal.
-    Int8,
-    /// timestamptz, as microseconds since 1970-01-01 UTC.
-    Micros,
-    Text,
-    Jsonb,
-    TextArray,
-    Inet,
-}
-
-use Kind::*;
+use crate::render;
 
 /// Hashed columns of stepup.audit_log, in hashing order
-/// (encoding::ENTRY_FIELDS), with their SQL types.
-const COLUMNS: [(Kind, pg_sys::Oid); 21] = [
-    (Int8, pg_sys::INT8OID),           // id
-    (Micros, pg_sys::TIMESTAMPTZOID),  // at
-    (Int8, pg_sys::INT8OID),           // txid
-    (Text, pg_sys::TEXTOID),           // table_name
-    (Text, pg_sys::TEXTOID),           // op
-    (Jsonb, pg_sys::JSONBOID),         // key
-    (Text, pg_sys::TEXTOID),           // old_digest
-    (Text, pg_sys::TEXTOID),           // new_digest
-    (TextArray, pg_sys::TEXTARRAYOID), // changed
-    (Jsonb, pg_sys::JSONBOID),         // old_values
-    (Jsonb, pg_sys::JSONBOID),         // new_values
-    (Text, pg_sys::TEXTOID),           // role_name
-    (Text, pg_sys::TEXTOID),           // session_role
-    (Text, pg_sys::TEXTOID),           // application_name
-    (Inet, pg_sys::INETOID),           // client_addr
-    (Text, pg_sys::TEXTOID),           // kid
-    (Text, pg_sys::TEXTOID),           // jti
-    (Text, pg_sys::TEXTOID),           // sub
-    (Text, pg_sys::TEXTOID),           // acr
-    (TextArray, pg_sys::TEXTARRAYOID), // amr
-    (Micros, pg_sys::TIMESTAMPTZOID),  // auth_time
+/// (encoding::ENTRY_FIELDS): their SQL types. Each renders as its output
+/// function prints it, except timestamptz: microseconds since 1970-01-01 UTC.
+const COLUMNS: [pg_sys::Oid; 21] = [
+    pg_sys::INT8OID,        // id
+    pg_sys::TIMESTAMPTZOID, // at
+    pg_sys::INT8OID,        // txid
+    pg_sys::TEXTOID,        // table_name
+    pg_sys::TEXTOID,        // op
+    pg_sys::JSONBOID,       // key
+    pg_sys::TEXTOID,        // old_digest
+    pg_sys::TEXTOID,        // new_digest
+    pg_sys::TEXTARRAYOID,   // changed
+    pg_sys::JSONBOID,       // old_values
+    pg_sys::JSONBOID,       // new_values
+    pg_sys::TEXTOID,        // role_name
+    pg_sys::TEXTOID,        // session_role
+    pg_sys::TEXTOID,        // application_name
+    pg_sys::INETOID,        // client_addr
+    pg_sys::TEXTOID,        // kid
+    pg_sys::TEXTOID,        // jti
+    pg_sys::TEXTOID,        // sub
+    pg_sys::TEXTOID,        // acr
+    pg_sys::TEXTARRAYOID,   // amr
+    pg_sys::TIMESTAMPTZOID, // auth_time
 ];
 
 /// The 21 hashed fields as datums (None: SQL NULL), in hashing order.
@@ -58,7 +43,7 @@ pub type Values = [Option<pg_sys::Datum>; 21];
 
 /// SQL type of field `i`.
 pub fn type_of(i: usize) -> pg_sys::Oid {
-    COLUMNS[i].1
+    COLUMNS[i]
 }
 
 /// The entry hash of the fields, rendered one at a time into the hash
@@ -72,55 +57,32 @@ pub fn hash(values: &Values) -> String {
 /// writer's own rendering of a jsonb or text[] it built, byte for byte
 /// what the output function would print): those are not printed again.
 pub fn hash_known(values: &Values, known: &[Option<&[u8]>; 21]) -> String {
-    // The fields only an output function renders, all in one go.
     let items: Vec<_> = values
         .iter()
         .zip(COLUMNS)
         .zip(known)
-        .map(|((v, (kind, oid)), k)| match (kind, k) {
-            (Jsonb | TextArray | Inet, None) => (oid, *v),
-            _ => (oid, None),
+        .map(|((v, oid), k)| match (oid, k, v) {
+            (_, Some(_), _) => (oid, None),
+            // A timestamptz datum is microseconds since 2000: rendered as
+            // the integer of microseconds since 1970.
+            (pg_sys::TIMESTAMPTZOID, None, Some(d)) => (
+                pg_sys::INT8OID,
+                Some(pg_sys::Datum::from(
+                    (d.value() as i64).saturating_add(PG_EPOCH_OFFSET_US),
+                )),
+            ),
+            _ => (oid, *v),
         })
         .collect();
-    let outputs = crate::render::outputs(&items);
     let mut h = EntryHasher::start();
-    for (((v, (kind, _)), out), k) in values.iter().zip(COLUMNS).zip(outputs).zip(known) {
+    for ((t, v), k) in render::texts(&items).iter().zip(values).zip(known) {
         match (v, k) {
             (None, _) => h.field(None),
-            (Some(_), Some(text)) => h.field(Some(&utf8(text))),
-            (Some(d), None) => unsafe { render(kind, *d, out, &mut |t| h.field(t)) },
+            (Some(_), Some(text)) => h.field(Some(&render::utf8(text))),
+            (Some(_), None) => t.with(|text| h.field(text)),
         }
     }
     h.finish()
-}
-
-/// # Safety
-/// `d` is a non-null datum of the field's type; `out` its text output if
-/// its kind has one.
-unsafe fn render(
-    kind: Kind,
-    d: pg_sys::Datum,
-    out: *const std::ffi::c_char,
-    f: &mut impl FnMut(Option<&[u8]>),
-) {
-    // A bigint / timestamptz datum is the 64-bit value itself.
-    let int8 = d.value() as i64;
-    let mut digits = itoa::Buffer::new();
-    match kind {
-        Int8 => f(Some(digits.format(int8).as_bytes())),
-        Micros => f(Some(
-            digits
-                .format(int8.saturating_add(PG_EPOCH_OFFSET_US))
-                .as_bytes(),
-        )),
-        // Read in place; converted only in a database whose encoding is not UTF-8.
-        Text => f(Some(&utf8(text_bytes(d)))),
-        // Left to the caller's memory context, reset after each entry.
-        Jsonb | TextArray | Inet if !out.is_null() => {
-            f(Some(&utf8(CStr::from_ptr(out).to_bytes())))
-        }
-        Jsonb | TextArray | Inet => error!("pg_stepup: an audit field has no text output"),
-    }
 }
 
 /// A text datum's bytes, in place (detoasted if it must be).

@@ -9,8 +9,6 @@ mod entry;
 mod trigger;
 mod verify;
 
-use std::ffi::CStr;
-
 use pgrx::prelude::*;
 
 use crate::catalog;
@@ -49,11 +47,9 @@ fn digest(values: &rows::Values, columns: &[rows::Column]) -> String {
         .iter()
         .map(|c| (c.type_oid, values.get(c.index)))
         .collect();
-    let texts = render::outputs(&items);
     let mut h = encoding::RowHasher::new(columns.len());
-    for (c, t) in columns.iter().zip(texts) {
-        let text = (!t.is_null()).then(|| render::utf8(unsafe { CStr::from_ptr(t) }.to_bytes()));
-        h.column(&c.name, text.as_deref());
+    for (c, t) in columns.iter().zip(render::texts(&items)) {
+        t.with(|text| h.column(&c.name, text));
     }
     h.finish()
 }
