@@ -93,7 +93,8 @@ fn write_entry(td: &pg_sys::TriggerData) {
             )
         })
     };
-    // Copied before anything else can change the setting.
+    // Read in place: nothing below changes a setting before it is copied
+    // into the entry.
     let application =
         (!application.is_null()).then(|| unsafe { CStr::from_ptr(application) }.to_string_lossy());
     let auth_time = claims.and_then(|c| {
