@@ -1,5 +1,5 @@
 -- pg_stepup audit: one entry per row change of a protected table, written by
--- the stepup_audit trigger (src/audit/trigger.rs) in the same transaction;
+-- the guard trigger (src/audit/trigger.rs) in the same transaction;
 -- a chain that a single sealer links (stepup.seal); verification in Rust.
 -- Encodings: docs/audit-encoding.md.
 

@@ -23,7 +23,7 @@ SELECT jsonb_build_object(
                    t.tgtype, t.tgfoid::regprocedure::text, t.tgenabled, t.tgattr::text, t.tgqual IS NULL))
           FROM pg_trigger t
          WHERE t.tgrelid = target
-           AND t.tgname IN ('stepup_guard', 'stepup_guard_truncate', 'stepup_audit')), '{}'),
+           AND t.tgname IN ('stepup_guard', 'stepup_guard_truncate')), '{}'),
     'row_security', (
         SELECT jsonb_build_array(c.relrowsecurity, c.relforcerowsecurity)
           FROM pg_class c WHERE c.oid = target),
@@ -84,7 +84,6 @@ BEGIN
         RETURNING p.rls_before INTO before;
     EXECUTE format('DROP TRIGGER IF EXISTS stepup_guard ON %s', target);
     EXECUTE format('DROP TRIGGER IF EXISTS stepup_guard_truncate ON %s', target);
-    EXECUTE format('DROP TRIGGER IF EXISTS stepup_audit ON %s', target);
     FOREACH pol IN ARRAY ARRAY['stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner'] LOOP
         EXECUTE format('DROP POLICY IF EXISTS %I ON %s', pol, target);
     END LOOP;
@@ -195,15 +194,14 @@ BEGIN
     -- Also clears guard objects left without a policy.
     PERFORM stepup.remove_protection(target);
 
+    -- The row trigger also audits every row change it allows, whether or
+    -- not it needs step-up.
     EXECUTE format('CREATE TRIGGER stepup_guard AFTER INSERT OR UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION stepup.guard()', target);
     EXECUTE format('CREATE TRIGGER stepup_guard_truncate BEFORE TRUNCATE ON %s '
                    'FOR EACH STATEMENT EXECUTE FUNCTION stepup.guard()', target);
-    -- Every row change is audited, whether or not it needs step-up.
-    EXECUTE format('CREATE TRIGGER stepup_audit AFTER INSERT OR UPDATE OR DELETE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION stepup.audit()', target);
-    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER stepup_guard, ENABLE ALWAYS TRIGGER stepup_guard_truncate, '
-                   'ENABLE ALWAYS TRIGGER stepup_audit', target);
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER stepup_guard, ENABLE ALWAYS TRIGGER stepup_guard_truncate',
+                   target);
 
     IF row_filter IS NOT NULL THEN
         SELECT CASE WHEN c.relforcerowsecurity THEN 'forced' WHEN c.relrowsecurity THEN 'on' ELSE 'off' END

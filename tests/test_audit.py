@@ -127,6 +127,31 @@ def test_refused_and_rolled_back_changes_leave_no_entry(fresh):
     assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 0
 
 
+def test_every_row_change_the_guard_lets_through_is_audited_once(fresh):
+    """The guard trigger audits each row it allows (one AFTER ROW trigger
+    does both): changes outside the policy's columns or row filter need no
+    step-up and are audited all the same, each exactly once; a refused
+    change writes nothing; the table carries no second row trigger."""
+    su = fresh.connect()
+    su.execute("CREATE TABLE public.accounts (id int PRIMARY KEY, iban text, note text, region text)")
+    su.execute("INSERT INTO public.accounts VALUES (1, 'DE01', '', 'eu'), (2, 'US02', '', 'us')")
+    su.execute("SELECT stepup.protect('public.accounts', columns => '{iban}', row_filter => $$region = 'eu'$$)")
+    assert [r[0] for r in su.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'public.accounts'::regclass "
+                                     "ORDER BY 1")] == ["stepup_guard", "stepup_guard_truncate"]
+    su.execute("UPDATE public.accounts SET note = 'a'")                  # not a guarded column: 2 rows
+    su.execute("UPDATE public.accounts SET iban = 'US03' WHERE id = 2")  # outside the filter
+    expect_error(su, "UPDATE public.accounts SET iban = 'XX' WHERE id = 1", sqlstate="SU001")
+    expect_error(su, "UPDATE public.accounts SET iban = iban || 'x', note = 'b'", sqlstate="SU001")
+    su.execute("INSERT INTO public.accounts VALUES (3, 'FR03', '', 'us')")  # INSERT not gated
+    with su.transaction():
+        present(su, fresh.signer.token())
+        su.execute("UPDATE public.accounts SET iban = 'DE09' WHERE id = 1")
+    rows = su.execute("SELECT op, key->>'id', changed FROM stepup.audit_log ORDER BY id").fetchall()
+    assert rows == [("UPDATE", "1", ["note"]), ("UPDATE", "2", ["note"]), ("UPDATE", "2", ["iban"]),
+                    ("INSERT", "3", ["iban", "id", "note", "region"]), ("UPDATE", "1", ["iban"])]
+    assert verify(su)[:3] == (True, 5, None)
+
+
 @pytest.mark.parametrize("settings", [
     {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "extra_float_digits": "1", "client_encoding": "UTF8"},
     {"TimeZone": "Pacific/Chatham", "DateStyle": "German, DMY", "extra_float_digits": "-15",

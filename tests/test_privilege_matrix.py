@@ -401,12 +401,6 @@ def drop_truncate_guard(env, conn):
 
 
 @action("change policies", "42501", "SU006", ALLOWED)
-def drop_audit_trigger(env, conn):
-    conn.execute(f"DROP TRIGGER stepup_audit ON {env.table}")
-    assert env.trigger_enabled("stepup_audit") is None
-
-
-@action("change policies", "42501", "SU006", ALLOWED)
 def no_force_row_security(env, conn):
     conn.execute(f"ALTER TABLE {env.table} NO FORCE ROW LEVEL SECURITY")
     assert scalar(env.admin, "SELECT relforcerowsecurity FROM pg_class WHERE oid = %s", [env.oid]) is False

@@ -357,8 +357,6 @@ WEAKENINGS = [
     "ALTER TABLE {t} ENABLE TRIGGER stepup_guard_truncate",
     "DROP TRIGGER stepup_guard ON {t}",
     "DROP TRIGGER stepup_guard_truncate ON {t}",
-    "ALTER TABLE {t} DISABLE TRIGGER stepup_audit",
-    "DROP TRIGGER stepup_audit ON {t}",
     "DROP POLICY stepup_update ON {t}",
     "DROP POLICY stepup_open ON {t}",
     "ALTER POLICY stepup_update ON {t} WITH CHECK (true)",

@@ -16,7 +16,7 @@ use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
 use crate::render;
 use crate::rows::{self, Row};
 
-pub use trigger::register_invalidation;
+pub use trigger::{register_invalidation, write_entry};
 
 /// The extension's stepup.audit_log and its id sequence, from the catalog
 /// snapshot (looked up once per backend, forgotten when either is renamed

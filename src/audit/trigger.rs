@@ -1,7 +1,7 @@
-//! The audit trigger of a protected table (`stepup_audit`, AFTER each row,
-//! ENABLE ALWAYS): one `stepup.audit_log` entry per INSERT, UPDATE and
-//! DELETE, whether or not the operation needs step-up, in the same
-//! transaction. Writers only insert: they never wait for each other or for
+//! The audit of a protected table's rows, written by its guard trigger
+//! (`stepup_guard`, AFTER each row, ENABLE ALWAYS) once the change is
+//! allowed: one `stepup.audit_log` entry per INSERT, UPDATE and DELETE,
+//! whether or not the operation needs step-up, in the same transaction. Writers only insert: they never wait for each other or for
 //! the sealer.
 //!
 //! The entry is built here, values and hash, and appended (append.rs): no
@@ -24,15 +24,9 @@ use crate::raw;
 use crate::render;
 use crate::rows::{self, Row};
 
-#[pg_trigger]
-fn audit<'a>(
-    trigger: &'a pgrx::PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    write_entry(trigger.trigger_data());
-    Ok(None)
-}
-
-fn write_entry(td: &pg_sys::TriggerData) {
+/// Writes the entry of the row change `td` reports (the guard trigger calls
+/// this for every row it lets through).
+pub fn write_entry(td: &pg_sys::TriggerData) {
     let rel = td.tg_relation;
     let row = |t: *mut pg_sys::HeapTupleData| (!t.is_null()).then_some(Row { rel, tuple: t });
     let (op, old, new) = match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
