@@ -105,6 +105,16 @@ pub fn register_invalidation() {
     }
 }
 
+/// Calls `callback` whenever an entry of system cache `cache` changes (in
+/// this backend or, once it reads invalidations, in any other).
+pub fn on_syscache_change(
+    cache: pg_sys::SysCacheIdentifier::Type,
+    callback: unsafe extern "C-unwind" fn(pg_sys::Datum, std::ffi::c_int, u32),
+) {
+    let id = std::ffi::c_int::try_from(cache).unwrap_or(-1);
+    unsafe { pg_sys::CacheRegisterSyscacheCallback(id, Some(callback), pg_sys::Datum::from(0)) }
+}
+
 #[pg_guard]
 unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     let watched = WATCHED.with(Cell::get);

@@ -71,13 +71,9 @@ pub fn shape(rel: pg_sys::Relation) -> Rc<Shape> {
 pub fn register_invalidation() {
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_inval), pg_sys::Datum::from(0));
-        // A renamed schema changes its tables' names without touching them.
-        pg_sys::CacheRegisterSyscacheCallback(
-            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
-            Some(on_schema_inval),
-            pg_sys::Datum::from(0),
-        );
     }
+    // A renamed schema changes its tables' names without touching them.
+    crate::catalog::on_syscache_change(pg_sys::SysCacheIdentifier::NAMESPACEOID, on_schema_inval);
 }
 
 #[pg_guard]

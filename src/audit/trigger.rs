@@ -190,13 +190,7 @@ thread_local! {
 }
 
 pub fn register_invalidation() {
-    unsafe {
-        pg_sys::CacheRegisterSyscacheCallback(
-            pg_sys::SysCacheIdentifier::AUTHOID as i32,
-            Some(on_role_inval),
-            pg_sys::Datum::from(0),
-        );
-    }
+    crate::catalog::on_syscache_change(pg_sys::SysCacheIdentifier::AUTHOID, on_role_inval);
 }
 
 #[pg_guard]
