@@ -22,9 +22,10 @@ use crate::rows::{self, pinned, Column, Row, Values};
 /// whatever the session's settings: directly when every column has a type
 /// whose rendering reads no setting, otherwise under [`OUTPUT_SETTINGS`].
 /// Switching settings costs more than rendering a small row (two
-/// set_config_option calls were ~9% of a protected UPDATE's CPU).
-pub fn rendered<R>(rel: pg_sys::Relation, f: impl FnOnce() -> R) -> R {
-    if rows::shape(rel).settings_free {
+/// set_config_option calls were ~9% of a protected UPDATE's CPU). `shape`
+/// is the table's, which the caller has at hand.
+pub fn rendered<R>(shape: &rows::Shape, f: impl FnOnce() -> R) -> R {
+    if shape.settings_free {
         f()
     } else {
         pinned(OUTPUT_SETTINGS, f)
@@ -87,7 +88,7 @@ pub const OUTPUT_SETTINGS: &[(&CStr, &CStr)] = &[
 /// The row as `to_jsonb` renders it with TimeZone UTC and the default
 /// output settings: what `stepup.change_digest` callers are told to send.
 pub fn as_json(row: Row) -> Map<String, Value> {
-    let json = rendered(row.rel, || unsafe {
+    let json = rendered(&rows::shape(row.rel), || unsafe {
         let columns = row.columns();
         JsonB::from_datum(object(&row.values(), columns.iter()), false)
     });
@@ -178,9 +179,11 @@ fn built_in_output(type_oid: pg_sys::Oid) -> *mut pg_sys::FmgrInfo {
         let mut cache = cache.borrow_mut();
         let flinfo = cache.entry(type_oid).or_insert_with(|| unsafe {
             let mut f = Box::new(std::mem::zeroed::<pg_sys::FmgrInfo>());
-            let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
-            pg_sys::getTypeOutputInfo(type_oid, &mut func, &mut varlena);
-            pg_sys::fmgr_info_cxt(func, f.as_mut(), pg_sys::TopMemoryContext);
+            pg_sys::fmgr_info_cxt(
+                output_function(type_oid),
+                f.as_mut(),
+                pg_sys::TopMemoryContext,
+            );
             f
         });
         &raw mut **flinfo
@@ -232,9 +235,14 @@ pub unsafe fn packed(d: pg_sys::Datum) -> *mut pg_sys::varlena {
 /// # Safety
 /// `d` is a non-null datum of type `type_oid`.
 unsafe fn output(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> *mut std::ffi::c_char {
+    pg_sys::OidOutputFunctionCall(output_function(type_oid), d)
+}
+
+/// The output function of a type.
+fn output_function(type_oid: pg_sys::Oid) -> pg_sys::Oid {
     let (mut func, mut varlena) = (pg_sys::InvalidOid, false);
-    pg_sys::getTypeOutputInfo(type_oid, &mut func, &mut varlena);
-    pg_sys::OidOutputFunctionCall(func, d)
+    unsafe { pg_sys::getTypeOutputInfo(type_oid, &mut func, &mut varlena) };
+    func
 }
 
 /// The jsonb object of `columns` of the row, each value as `to_jsonb(row)`
@@ -243,7 +251,7 @@ unsafe fn output(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> *mut std::ffi::c_ch
 /// names instead of two whole rows cut down afterwards. The values are
 /// laid out first, then the object is built under one guard (raw.rs).
 pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) -> pg_sys::Datum {
-    object_and_text(values, columns).0
+    build(&pairs(values, columns))
 }
 
 /// [`object`], and its text exactly as `jsonb_out` writes it when every
@@ -254,7 +262,17 @@ pub fn object_and_text<'c>(
     values: &Values,
     columns: impl Iterator<Item = &'c Column>,
 ) -> (pg_sys::Datum, Option<Vec<u8>>) {
-    let pairs: Vec<(pg_sys::JsonbValue, Pending)> = columns
+    let pairs = pairs(values, columns);
+    let text = unsafe { object_text(&pairs) };
+    (build(&pairs), text)
+}
+
+/// Each column's key and value, laid out for the builder.
+fn pairs<'c>(
+    values: &Values,
+    columns: impl Iterator<Item = &'c Column>,
+) -> Vec<(pg_sys::JsonbValue, Pending)> {
+    columns
         .map(|c| unsafe {
             let value = match values.get(c.index) {
                 None => Pending::Ready(null_value()),
@@ -266,10 +284,13 @@ pub fn object_and_text<'c>(
             };
             (jsonb::string(&c.name), value)
         })
-        .collect();
-    let text = unsafe { object_text(&pairs) };
+        .collect()
+}
+
+/// The object of `pairs`, built under one guard.
+fn build(pairs: &[(pg_sys::JsonbValue, Pending)]) -> pg_sys::Datum {
     let (p, n) = (pairs.as_ptr(), pairs.len());
-    (unsafe { raw::guarded(|| build_object(p, n)) }, text)
+    unsafe { raw::guarded(|| build_object(p, n)) }
 }
 
 /// The object's text as jsonb_out writes it (pgtext.rs); None if a value

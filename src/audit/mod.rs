@@ -127,9 +127,8 @@ fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
         );
     }
     let digest = rows::with_json_row(rel, row_data, |row: Row| {
-        render::rendered(row.rel, || {
-            digest(&row.values(), &rows::shape(row.rel).by_name)
-        })
+        let shape = rows::shape(row.rel);
+        render::rendered(&shape, || digest(&row.values(), &shape.by_name))
     });
     unsafe { pg_sys::RelationClose(rel) };
     digest.unwrap_or_else(|| {

@@ -42,7 +42,7 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
     // Rendered under at most one settings switch per row. Each jsonb and
     // text[] comes with its text where it is plain (pgtext.rs), for the hash.
     let (old_digest, new_digest, key, changed, old_values, new_values) =
-        render::rendered(rel, || {
+        render::rendered(&shape, || {
             let (old, new) = (old.map(|r| r.values()), new.map(|r| r.values()));
             let digest = |v: &Option<rows::Values>| v.as_ref().map(|v| digest(v, &shape.by_name));
             let changed = rows::changed_columns(rel, &shape, old.as_ref(), new.as_ref());
