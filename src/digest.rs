@@ -98,11 +98,12 @@ pub fn row_change(
 /// cost, perf of the audit trigger.)
 pub fn lower_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.extend([DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]);
-    }
     // Bytes, not chars: String::push encodes each as UTF-8.
+    let mut out = vec![0u8; bytes.len() * 2];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    }
     String::from_utf8(out).unwrap_or_default()
 }
 

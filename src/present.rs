@@ -48,9 +48,6 @@ fn verify_and_hold(assertion: Option<TextBytes>, scope: Scope) -> Result<Jsonb, 
     if bytes.len() > token::MAX_TOKEN_LEN {
         return Err(TokenError::TooLarge(bytes.len()));
     }
-    let Ok(assertion) = std::str::from_utf8(bytes) else {
-        return Err(TokenError::Malformed("assertion is not valid UTF-8".into()));
-    };
     let snapshot = catalog::snapshot();
     let audience = settings::audience();
     let rules = Rules {
@@ -75,6 +72,10 @@ fn verify_and_hold(assertion: Option<TextBytes>, scope: Scope) -> Result<Jsonb, 
     let (claims, returned) = match again {
         Some(judged) => judged?,
         None => {
+            // (The remembered bytes were checked when first presented.)
+            let Ok(assertion) = std::str::from_utf8(bytes) else {
+                return Err(TokenError::Malformed("assertion is not valid UTF-8".into()));
+            };
             let (key, authentic) =
                 token::authenticate(assertion, |kid| snapshot.keys.get(kid), rules.now_us)?;
             let claims = token::judge(&authentic, key, known_level, &rules)?;

@@ -10,9 +10,9 @@
 use std::ffi::{c_char, c_int};
 
 use pgrx::pg_sys::{
-    self, BulkInsertState, CommandId, Datum, FmgrInfo, FullTransactionId, HeapTuple, IndexInfo,
-    IndexUniqueCheck, ItemPointer, Jsonb, JsonbIteratorToken, JsonbParseState, JsonbValue, List,
-    Numeric, Oid, Relation, TimestampTz, TupleDesc, LOCKMODE,
+    self, BulkInsertState, CommandId, Datum, FmgrInfo, FullTransactionId, FunctionCallInfo,
+    HeapTuple, IndexInfo, IndexUniqueCheck, ItemPointer, Jsonb, JsonbIteratorToken,
+    JsonbParseState, JsonbValue, List, Numeric, Oid, Relation, TimestampTz, TupleDesc, LOCKMODE,
 };
 
 unsafe extern "C-unwind" {
@@ -56,11 +56,7 @@ unsafe extern "C-unwind" {
     pub fn GetTopFullTransactionId() -> FullTransactionId;
     pub fn GetUserId() -> Oid;
     pub fn GetSessionUserId() -> Oid;
-    pub fn GetConfigOption(
-        name: *const c_char,
-        missing_ok: bool,
-        restrict_privileged: bool,
-    ) -> *const c_char;
+    pub fn inet_client_addr(fcinfo: FunctionCallInfo) -> Datum;
 }
 
 /// Runs `block` under one guard: an error raised in it becomes a Rust panic

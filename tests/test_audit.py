@@ -108,6 +108,27 @@ def test_an_entry_per_operation_with_its_fields(fresh):
     assert trail[1] == (fresh.app_role, "public.payouts", "UPDATE", {"id": 1}, ["iban"], "alice", "aal2")
 
 
+def test_an_entry_names_the_client_address_over_tcp_and_none_over_a_socket(fresh):
+    su = fresh.connect()
+    tcp = psycopg.connect(psycopg.conninfo.make_conninfo(host="127.0.0.1", port=PGPORT, user=fresh.app_role,
+                                                         dbname=fresh.name), autocommit=True)
+    fresh.conns.append(tcp)
+    tcp_addr = scalar(tcp, "SELECT inet_client_addr()")
+    assert str(tcp_addr) == "127.0.0.1"
+    stepped_up(tcp, fresh.signer.token(), "UPDATE payouts SET iban = 'TCP' WHERE id = 1")
+    tcp.execute("INSERT INTO payouts VALUES (7, 'tcp', 'DE07', 7)")
+    stepped_up(fresh.app(), fresh.signer.token(), "UPDATE payouts SET iban = 'SOCK' WHERE id = 2")
+    rows = su.execute("SELECT op, key, client_addr FROM stepup.audit_log ORDER BY id").fetchall()
+    assert [(op, key, str(addr) if addr is not None else None) for op, key, addr in rows] == [
+        ("UPDATE", {"id": 1}, "127.0.0.1"), ("INSERT", {"id": 7}, "127.0.0.1"), ("UPDATE", {"id": 2}, None)]
+    # The address is hashed as inet's output prints it.
+    assert verify(su) == (True, 3, None, None)
+    inserted = scalar(su, "SELECT id FROM stepup.audit_log WHERE op = 'INSERT'")
+    tamper(su, f"UPDATE stepup.audit_log SET client_addr = '127.0.0.2' WHERE id = {inserted}")
+    ok, _, first_bad, _ = verify(su)
+    assert (ok, first_bad) == (False, inserted)
+
+
 def test_digests_match_the_rows(fresh):
     su, app = fresh.connect(), fresh.app()
     stepped_up(app, fresh.signer.token(), "UPDATE payouts SET amount = 150.50 WHERE id = 1")

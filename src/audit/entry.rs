@@ -57,23 +57,18 @@ pub fn hash(values: &Values) -> String {
 /// writer's own rendering of a jsonb or text[] it built, byte for byte
 /// what the output function would print): those are not printed again.
 pub fn hash_known(values: &Values, known: &[Option<&[u8]>; 21]) -> String {
-    let items: Vec<_> = values
-        .iter()
-        .zip(COLUMNS)
-        .zip(known)
-        .map(|((v, oid), k)| match (oid, k, v) {
-            (_, Some(_), _) => (oid, None),
-            // A timestamptz datum is microseconds since 2000: rendered as
-            // the integer of microseconds since 1970.
-            (pg_sys::TIMESTAMPTZOID, None, Some(d)) => (
-                pg_sys::INT8OID,
-                Some(pg_sys::Datum::from(
-                    (d.value() as i64).saturating_add(PG_EPOCH_OFFSET_US),
-                )),
-            ),
-            _ => (oid, *v),
-        })
-        .collect();
+    let items: [_; 21] = std::array::from_fn(|i| match (COLUMNS[i], known[i], values[i]) {
+        (oid, Some(_), _) => (oid, None),
+        // A timestamptz datum is microseconds since 2000: rendered as the
+        // integer of microseconds since 1970.
+        (pg_sys::TIMESTAMPTZOID, None, Some(d)) => (
+            pg_sys::INT8OID,
+            Some(pg_sys::Datum::from(
+                (d.value() as i64).saturating_add(PG_EPOCH_OFFSET_US),
+            )),
+        ),
+        (oid, _, v) => (oid, v),
+    });
     let mut h = EntryHasher::start();
     for ((t, v), k) in render::texts(&items).iter().zip(values).zip(known) {
         match (v, k) {
@@ -106,16 +101,14 @@ pub unsafe fn text(d: pg_sys::Datum) -> String {
 /// has a dozen.
 pub fn text_datums<const N: usize>(strings: [Option<&str>; N]) -> [Option<pg_sys::Datum>; N] {
     let mut out = [None; N];
-    pack(&strings, &mut out);
+    pack(strings.iter().copied(), |i, d| out[i] = Some(d));
     out
 }
 
 /// A text[] of `items`: the elements in one palloc, then construct_array.
 pub fn text_array(items: &[&str]) -> pg_sys::Datum {
-    let strings: Vec<Option<&str>> = items.iter().copied().map(Some).collect();
-    let mut packed = vec![None; strings.len()];
-    pack(&strings, &mut packed);
-    let mut elems: Vec<pg_sys::Datum> = packed.into_iter().flatten().collect();
+    let mut elems = vec![pg_sys::Datum::from(0); items.len()];
+    pack(items.iter().copied().map(Some), |i, d| elems[i] = d);
     let n = std::ffi::c_int::try_from(elems.len()).unwrap_or(0);
     // text: variable length, not by value, int-aligned.
     let align = b'i' as std::ffi::c_char;
@@ -126,17 +119,20 @@ pub fn text_array(items: &[&str]) -> pg_sys::Datum {
 }
 
 /// Writes each string as a varlena (4-byte header, int-aligned) into one
-/// allocation; `out[i]` points at string i's.
-fn pack(strings: &[Option<&str>], out: &mut [Option<pg_sys::Datum>]) {
+/// allocation and hands string i's to `put(i, datum)` (NULLs are skipped).
+fn pack<'s>(
+    strings: impl Iterator<Item = Option<&'s str>> + Clone,
+    mut put: impl FnMut(usize, pg_sys::Datum),
+) {
     let header = pg_sys::VARHDRSZ;
     let size = |s: &str| (header + s.len() + 3) & !3;
-    let total: usize = strings.iter().flatten().map(|s| size(s)).sum();
+    let total: usize = strings.clone().flatten().map(size).sum();
     if total == 0 {
         return;
     }
     let base = unsafe { pg_sys::palloc(total) }.cast::<u8>();
     let mut at = 0;
-    for (slot, s) in out.iter_mut().zip(strings) {
+    for (i, s) in strings.enumerate() {
         let Some(s) = s else { continue };
         unsafe {
             let p = base.add(at);
@@ -144,7 +140,7 @@ fn pack(strings: &[Option<&str>], out: &mut [Option<pg_sys::Datum>]) {
             // Entry strings are names, digests and claims: far below 1 GB.
             let len = i32::try_from(header + s.len()).unwrap_or(i32::MAX);
             pgrx::set_varsize_4b(p.cast(), len);
-            *slot = Some(pg_sys::Datum::from(p));
+            put(i, pg_sys::Datum::from(p));
         }
         at += size(s);
     }

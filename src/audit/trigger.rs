@@ -75,7 +75,7 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
     let (log, seq) = super::relations();
     // Under one guard (raw.rs): an error (the id sequence at its maximum)
     // unwinds as from any pg_sys call.
-    let (id, now, txid, user, session_user, application) = unsafe {
+    let (id, now, txid, user, session_user, client_addr) = unsafe {
         raw::guarded(|| {
             (
                 raw::nextval_internal(seq, false),
@@ -83,12 +83,14 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
                 raw::GetTopFullTransactionId().value,
                 raw::GetUserId(),
                 raw::GetSessionUserId(),
-                raw::GetConfigOption(c"application_name".as_ptr(), true, false),
+                client_addr(),
             )
         })
     };
-    // Read in place: nothing below changes a setting before it is copied
-    // into the entry.
+    // The setting's variable, read in place (GetConfigOption looks the name
+    // up): nothing below changes a setting before it is copied into the
+    // entry.
+    let application = unsafe { pg_sys::application_name };
     let application =
         (!application.is_null()).then(|| unsafe { CStr::from_ptr(application) }.to_string_lossy());
     let auth_time = claims.and_then(|c| {
@@ -126,7 +128,7 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
         role,
         session_role,
         application,
-        client_addr(),
+        client_addr,
         kid,
         jti,
         sub,
@@ -148,13 +150,18 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
     let hash = entry::hash_known(&values, &known);
     let mut row: Entry = [None; 22];
     row[..values.len()].copy_from_slice(&values);
-    row[values.len()] = hash.into_datum();
+    [row[values.len()]] = entry::text_datums([Some(hash.as_str())]);
     append(log, &row);
 }
 
-/// inet_client_addr(): NULL over a Unix socket.
-fn client_addr() -> Option<pg_sys::Datum> {
-    unsafe { pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[]) }
+/// inet_client_addr() (NULL over a Unix socket), called as the fmgr would.
+///
+/// # Safety
+/// Under a guard (raw.rs).
+unsafe fn client_addr() -> Option<pg_sys::Datum> {
+    let mut fcinfo: pg_sys::FunctionCallInfoBaseData = std::mem::zeroed();
+    let d = raw::inet_client_addr(&mut fcinfo);
+    (!fcinfo.isnull).then_some(d)
 }
 
 /// A role's name, kept per backend until any role changes (pg_authid
