@@ -11,6 +11,7 @@ mod gate;
 mod guard;
 mod held;
 mod jsonb;
+mod jsonb_disk;
 mod keys;
 mod owner;
 mod pgtext;

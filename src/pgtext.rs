@@ -14,13 +14,18 @@ pub enum Scalar<'a> {
     Str(&'a [u8]),
 }
 
-/// A jsonb object's text: keys shortest first, then bytewise (jsonb's key
-/// order; keys are unique column names), `": "` and `", "` between.
-pub fn object(mut pairs: Vec<(&[u8], Scalar)>) -> Vec<u8> {
+/// Puts pairs in jsonb's key order: shorter keys first, then bytewise
+/// (keys are unique column names).
+pub fn sort_keys(pairs: &mut [(&[u8], Scalar)]) {
     pairs.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(b.0)));
+}
+
+/// A jsonb object's text, of pairs already in key order ([`sort_keys`]):
+/// `": "` and `", "` between.
+pub fn object_sorted(pairs: &[(&[u8], Scalar)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 + pairs.len() * 24);
     out.push(b'{');
-    for (i, (key, value)) in pairs.into_iter().enumerate() {
+    for (i, (key, value)) in pairs.iter().enumerate() {
         if i > 0 {
             out.extend_from_slice(b", ");
         }
@@ -30,7 +35,7 @@ pub fn object(mut pairs: Vec<(&[u8], Scalar)>) -> Vec<u8> {
             Scalar::Null => out.extend_from_slice(b"null"),
             Scalar::Bool(true) => out.extend_from_slice(b"true"),
             Scalar::Bool(false) => out.extend_from_slice(b"false"),
-            Scalar::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+            Scalar::Int(n) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
             Scalar::Str(s) => string(&mut out, s),
         }
     }
@@ -89,6 +94,11 @@ pub fn plain_array(items: &[&str]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn object(mut pairs: Vec<(&[u8], Scalar)>) -> Vec<u8> {
+        sort_keys(&mut pairs);
+        object_sorted(&pairs)
+    }
 
     #[test]
     fn objects_as_jsonb_out_writes_them() {

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::catalog::OidMap;
 use crate::jsonb;
+use crate::jsonb_disk;
 use crate::pgtext::{self, Scalar};
 use crate::raw;
 use crate::rows::{self, pinned, Column, Row, Values};
@@ -248,10 +249,12 @@ fn output_function(type_oid: pg_sys::Oid) -> pg_sys::Oid {
 /// The jsonb object of `columns` of the row, each value as `to_jsonb(row)`
 /// renders it under the caller's settings (see [`rendered`]): built
 /// column by column, so an UPDATE's entry renders only the columns it
-/// names instead of two whole rows cut down afterwards. The values are
-/// laid out first, then the object is built under one guard (raw.rs).
+/// names instead of two whole rows cut down afterwards. An object of
+/// integers, booleans, strings and nulls is laid out here
+/// (jsonb_disk.rs); any other is built by Postgres under one guard
+/// (raw.rs).
 pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) -> pg_sys::Datum {
-    build(&pairs(values, columns))
+    object_and_text(values, columns).0
 }
 
 /// [`object`], and its text exactly as `jsonb_out` writes it when every
@@ -263,8 +266,13 @@ pub fn object_and_text<'c>(
     columns: impl Iterator<Item = &'c Column>,
 ) -> (pg_sys::Datum, Option<Vec<u8>>) {
     let pairs = pairs(values, columns);
-    let text = unsafe { object_text(&pairs) };
-    (build(&pairs), text)
+    match unsafe { plain(&pairs) } {
+        Some(sorted) => {
+            let datum = stored(&sorted).unwrap_or_else(|| build(&pairs));
+            (datum, Some(pgtext::object_sorted(&sorted)))
+        }
+        None => (build(&pairs), None),
+    }
 }
 
 /// Each column's key and value, laid out for the builder.
@@ -287,35 +295,87 @@ fn pairs<'c>(
         .collect()
 }
 
-/// The object of `pairs`, built under one guard.
+/// The object of `pairs`, built by Postgres under one guard.
 fn build(pairs: &[(pg_sys::JsonbValue, Pending)]) -> pg_sys::Datum {
     let (p, n) = (pairs.as_ptr(), pairs.len());
     unsafe { raw::guarded(|| build_object(p, n)) }
 }
 
-/// The object's text as jsonb_out writes it (pgtext.rs); None if a value
-/// is not an integer, boolean, string or null.
+/// The pairs as plain scalars in jsonb's key order; None if a value is not
+/// an integer, boolean, string or null.
 ///
 /// # Safety
 /// The pairs' strings point at live bytes.
-unsafe fn object_text(pairs: &[(pg_sys::JsonbValue, Pending)]) -> Option<Vec<u8>> {
+unsafe fn plain(pairs: &[(pg_sys::JsonbValue, Pending)]) -> Option<Vec<(&[u8], Scalar<'_>)>> {
     let string = |v: &pg_sys::JsonbValue| {
         let len = usize::try_from(v.val.string.len).unwrap_or(0);
         std::slice::from_raw_parts(v.val.string.val.cast::<u8>(), len)
     };
-    let scalars = pairs.iter().map(|(k, v)| {
-        let value = match v {
-            Pending::Int(n) => Scalar::Int(*n),
-            Pending::Ready(v) => match v.type_ {
-                pg_sys::jbvType::jbvNull => Scalar::Null,
-                pg_sys::jbvType::jbvBool => Scalar::Bool(v.val.boolean),
-                pg_sys::jbvType::jbvString => Scalar::Str(string(v)),
-                _ => return None,
-            },
-        };
-        Some((string(k), value))
-    });
-    Some(pgtext::object(scalars.collect::<Option<Vec<_>>>()?))
+    let mut sorted = pairs
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                Pending::Int(n) => Scalar::Int(*n),
+                Pending::Ready(v) => match v.type_ {
+                    pg_sys::jbvType::jbvNull => Scalar::Null,
+                    pg_sys::jbvType::jbvBool => Scalar::Bool(v.val.boolean),
+                    pg_sys::jbvType::jbvString => Scalar::Str(string(v)),
+                    _ => return None,
+                },
+            };
+            Some((string(k), value))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    pgtext::sort_keys(&mut sorted);
+    Some(sorted)
+}
+
+/// The jsonb datum of plain pairs in key order, laid out here
+/// (jsonb_disk.rs) in the current memory context; None if too large for
+/// a jsonb (Postgres then builds it, and raises its error).
+fn stored(sorted: &[(&[u8], Scalar)]) -> Option<pg_sys::Datum> {
+    let bytes = jsonb_disk::object(sorted)?;
+    unsafe {
+        let p = pg_sys::palloc(bytes.len()).cast::<u8>();
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+        Some(pg_sys::Datum::from(p))
+    }
+}
+
+/// Postgres' own build of the object of `pairs` (pushJsonbValue,
+/// int64_to_numeric, JsonbValueToJsonb), as varlena bytes: the reference
+/// jsonb_disk.rs is checked against (tests.rs).
+#[cfg(any(test, feature = "pg_test"))]
+pub fn object_by_postgres(pairs: &[(&[u8], Scalar)]) -> Vec<u8> {
+    let pairs: Vec<(pg_sys::JsonbValue, Pending)> = pairs
+        .iter()
+        .map(|(k, v)| {
+            let text = |b: &[u8]| {
+                let mut t = null_value();
+                t.type_ = pg_sys::jbvType::jbvString;
+                t.val.string.len = i32::try_from(b.len()).unwrap_or(i32::MAX);
+                t.val.string.val = b.as_ptr().cast_mut().cast();
+                t
+            };
+            let value = match v {
+                Scalar::Int(n) => Pending::Int(*n),
+                Scalar::Null => Pending::Ready(null_value()),
+                Scalar::Bool(b) => {
+                    let mut out = null_value();
+                    out.type_ = pg_sys::jbvType::jbvBool;
+                    out.val.boolean = *b;
+                    Pending::Ready(out)
+                }
+                Scalar::Str(s) => Pending::Ready(text(s)),
+            };
+            (text(k), value)
+        })
+        .collect();
+    let d = build(&pairs);
+    unsafe {
+        let p = d.cast_mut_ptr::<u8>();
+        std::slice::from_raw_parts(p, pgrx::varsize_any(p.cast())).to_vec()
+    }
 }
 
 /// A value ready for the builder, or an integer still to convert to numeric
