@@ -14,6 +14,9 @@
 
 use crate::pgtext::Scalar;
 
+/// The bytes of a stored jsonb.
+pub type Stored = Vec<u8>;
+
 const JB_FOBJECT: u32 = 0x2000_0000;
 const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
 const JENTRY_HAS_OFF: u32 = 0x8000_0000;
@@ -31,7 +34,7 @@ const NBASE: u64 = 10_000;
 /// already in jsonb's key order (shorter first, then bytewise:
 /// pgtext::sort_keys). None if it is too large for a jsonb, so that the
 /// caller builds it with Postgres, which raises the error.
-pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Vec<u8>> {
+pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Stored> {
     let n = u32::try_from(pairs.len())
         .ok()
         .filter(|n| *n <= 0x0FFF_FFFF)?;
@@ -48,13 +51,13 @@ pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Vec<u8>> {
     if data > JENTRY_OFFLENMASK as usize {
         return None;
     }
-    let mut out = Vec::with_capacity(8 + pairs.len() * 8 + data);
+    let mut out = Stored::with_capacity(8 + pairs.len() * 8 + data);
     out.extend_from_slice(&[0; 4]); // varlena header, set below
     out.extend_from_slice(&(n | JB_FOBJECT).to_ne_bytes());
     let entries = out.len();
     out.resize(entries + pairs.len() * 2 * 4, 0);
     let mut total: u32 = 0;
-    let mut put = |out: &mut Vec<u8>, i: usize, meta: u32| -> Option<()> {
+    let mut put = |out: &mut Stored, i: usize, meta: u32| -> Option<()> {
         total = total.checked_add(meta & JENTRY_OFFLENMASK)?;
         if total > JENTRY_OFFLENMASK {
             return None;
@@ -97,7 +100,7 @@ pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Vec<u8>> {
 
 /// Appends `v` as int64_to_numeric makes it: a short-header numeric of
 /// base-10000 digits, trailing zero digits dropped, zero with none.
-fn numeric(out: &mut Vec<u8>, v: i64) {
+fn numeric(out: &mut Stored, v: i64) {
     let mut digits = [0u16; 5]; // u64::MAX has 5 base-10000 digits
     let (mut u, mut n) = (v.unsigned_abs(), 0);
     while u > 0 {
@@ -133,9 +136,9 @@ mod tests {
     use super::*;
 
     fn numeric_bytes(v: i64) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Stored::new();
         numeric(&mut out, v);
-        out
+        out.to_vec()
     }
 
     #[test]
@@ -180,7 +183,7 @@ mod tests {
         want.push(b'x');
         let len = want.len() as u32;
         want[..4].copy_from_slice(&(len << 2).to_le_bytes());
-        assert_eq!(got, want);
+        assert_eq!(got.to_vec(), want);
     }
 
     #[test]

@@ -264,15 +264,14 @@ pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) ->
 pub fn object_and_text<'c>(
     values: &Values,
     columns: impl Iterator<Item = &'c Column>,
-) -> (pg_sys::Datum, Option<Vec<u8>>) {
+) -> (pg_sys::Datum, Option<pgtext::Bytes>) {
     let pairs = pairs(values, columns);
-    match unsafe { plain(&pairs) } {
-        Some(sorted) => {
-            let datum = stored(&sorted).unwrap_or_else(|| build(&pairs));
-            (datum, Some(pgtext::object_sorted(&sorted)))
-        }
-        None => (build(&pairs), None),
-    }
+    let plain = unsafe { plain(&pairs) };
+    let (datum, text) = match plain {
+        Some(sorted) => (stored(&sorted), Some(pgtext::object_sorted(&sorted))),
+        None => (None, None),
+    };
+    (datum.unwrap_or_else(|| build(&pairs)), text)
 }
 
 /// Each column's key and value, laid out for the builder.
@@ -306,7 +305,7 @@ fn build(pairs: &[(pg_sys::JsonbValue, Pending)]) -> pg_sys::Datum {
 ///
 /// # Safety
 /// The pairs' strings point at live bytes.
-unsafe fn plain(pairs: &[(pg_sys::JsonbValue, Pending)]) -> Option<Vec<(&[u8], Scalar<'_>)>> {
+unsafe fn plain(pairs: &[(pg_sys::JsonbValue, Pending)]) -> Option<pgtext::Pairs<'_>> {
     let string = |v: &pg_sys::JsonbValue| {
         let len = usize::try_from(v.val.string.len).unwrap_or(0);
         std::slice::from_raw_parts(v.val.string.val.cast::<u8>(), len)

@@ -14,6 +14,7 @@ use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{PgOid, PgTupleDesc};
 
 use crate::catalog::OidMap;
+use smallvec::{smallvec, SmallVec};
 
 unsafe extern "C-unwind" {
     /// Same stored value, looking through TOAST and compression.
@@ -104,8 +105,8 @@ pub struct Row {
 /// A row's values, taken apart once (heap_deform_tuple): a column is then
 /// an index, not a walk of the tuple to it for each column.
 pub struct Values {
-    datums: Vec<pg_sys::Datum>,
-    nulls: Vec<bool>,
+    datums: SmallVec<[pg_sys::Datum; 16]>,
+    nulls: SmallVec<[bool; 16]>,
 }
 
 impl Values {
@@ -140,8 +141,8 @@ impl Row {
     /// The row's values, taken apart once.
     pub fn values(&self) -> Values {
         let natts = usize::try_from(unsafe { (*self.desc()).natts }).unwrap_or(0);
-        let mut datums = vec![pg_sys::Datum::from(0); natts];
-        let mut nulls = vec![true; natts];
+        let mut datums = smallvec![pg_sys::Datum::from(0); natts];
+        let mut nulls = smallvec![true; natts];
         // Columns added since the row was written read as their default.
         unsafe {
             pg_sys::heap_deform_tuple(
@@ -204,7 +205,7 @@ pub fn changed_columns<'s>(
     shape: &'s Shape,
     old: Option<&Values>,
     new: Option<&Values>,
-) -> Vec<&'s Column> {
+) -> SmallVec<[&'s Column; 8]> {
     shape
         .by_name
         .iter()

@@ -357,7 +357,9 @@ mod tests {
             let mut pairs: Vec<(&[u8], Scalar)> =
                 object.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
             sort_keys(&mut pairs);
-            let ours = crate::jsonb_disk::object(&pairs).expect("fits a jsonb");
+            let ours = crate::jsonb_disk::object(&pairs)
+                .expect("fits a jsonb")
+                .to_vec();
             assert_eq!(
                 ours,
                 crate::render::object_by_postgres(&pairs),

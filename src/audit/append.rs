@@ -17,6 +17,7 @@ use pgrx::prelude::*;
 use super::encoding::ENTRY_FIELDS;
 use super::entry;
 use crate::{owner, rows};
+use smallvec::{smallvec, SmallVec};
 
 /// The 22 columns of an entry, in [`COLUMNS`] order (None: SQL NULL).
 pub type Entry = [Option<pg_sys::Datum>; 22];
@@ -70,11 +71,11 @@ unsafe fn direct(relid: pg_sys::Oid, e: &Entry) -> bool {
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         return false;
     };
-    let mut values: Vec<pg_sys::Datum> = slots
+    let mut values: SmallVec<[pg_sys::Datum; 24]> = slots
         .iter()
         .map(|v| v.unwrap_or(pg_sys::Datum::from(0)))
         .collect();
-    let mut nulls: Vec<bool> = slots.iter().map(Option::is_none).collect();
+    let mut nulls: SmallVec<[bool; 24]> = slots.iter().map(Option::is_none).collect();
     let (v, n) = (values.as_mut_ptr(), nulls.as_mut_ptr());
     // One guard for the whole insert (a guard per call was ~10% of an entry).
     if crate::raw::guarded(|| unguarded::insert_keyed(rel, v, n, key)) {
@@ -208,7 +209,7 @@ mod unguarded {
 unsafe fn plain_columns(
     rel: pg_sys::Relation,
     e: &Entry,
-) -> Option<(Vec<Option<pg_sys::Datum>>, i16)> {
+) -> Option<(SmallVec<[Option<pg_sys::Datum>; 24]>, i16)> {
     let form = &*(*rel).rd_rel;
     let desc = &*(*rel).rd_att;
     let triggers = (*rel).trigdesc.as_ref().is_some_and(|t| {
@@ -233,7 +234,7 @@ unsafe fn plain_columns(
     }
     let natts = usize::try_from(desc.natts).ok()?;
     let attrs = desc.attrs.as_slice(natts);
-    let mut out = vec![None; natts];
+    let mut out: SmallVec<[_; 24]> = smallvec![None; natts];
     let mut seen = [false; 22];
     let mut key = 0;
     for (live, (slot, a)) in out

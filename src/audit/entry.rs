@@ -107,7 +107,8 @@ pub fn text_datums<const N: usize>(strings: [Option<&str>; N]) -> [Option<pg_sys
 
 /// A text[] of `items`: the elements in one palloc, then construct_array.
 pub fn text_array(items: &[&str]) -> pg_sys::Datum {
-    let mut elems = vec![pg_sys::Datum::from(0); items.len()];
+    let mut elems: smallvec::SmallVec<[pg_sys::Datum; 8]> =
+        smallvec::smallvec![pg_sys::Datum::from(0); items.len()];
     pack(items.iter().copied().map(Some), |i, d| elems[i] = d);
     let n = std::ffi::c_int::try_from(elems.len()).unwrap_or(0);
     // text: variable length, not by value, int-aligned.

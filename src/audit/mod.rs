@@ -43,7 +43,7 @@ fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
 /// by name ([`rows::Shape`]): each value's text straight into the hash,
 /// rendered under the caller's settings (see [`render::rendered`]).
 fn digest(values: &rows::Values, columns: &[rows::Column]) -> String {
-    let items: Vec<_> = columns
+    let items: smallvec::SmallVec<[_; 16]> = columns
         .iter()
         .map(|c| (c.type_oid, values.get(c.index)))
         .collect();

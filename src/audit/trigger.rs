@@ -12,6 +12,7 @@ use std::ffi::CStr;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
+use smallvec::SmallVec;
 
 use super::append::{append, Entry};
 use super::digest;
@@ -58,7 +59,7 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
                 v.as_ref()
                     .map(|v| render::object_and_text(v, changed.iter().copied()))
             };
-            let names: Vec<&str> = changed.iter().map(|c| c.name.as_str()).collect();
+            let names: SmallVec<[&str; 8]> = changed.iter().map(|c| c.name.as_str()).collect();
             (
                 digest(&old),
                 digest(&new),
@@ -69,7 +70,7 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
             )
         });
     let amr = claims.map(|c| {
-        let amr: Vec<&str> = c.amr.iter().map(String::as_str).collect();
+        let amr: SmallVec<[&str; 8]> = c.amr.iter().map(String::as_str).collect();
         (entry::text_array(&amr), pgtext::plain_array(&amr))
     });
     let (log, seq) = super::relations();
@@ -136,7 +137,7 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
         amr.as_ref().map(|a| a.0),
         micros(auth_time),
     ];
-    fn text(v: &Option<(pg_sys::Datum, Option<Vec<u8>>)>) -> Option<&[u8]> {
+    fn text(v: &Option<(pg_sys::Datum, Option<pgtext::Bytes>)>) -> Option<&[u8]> {
         v.as_ref().and_then(|v| v.1.as_deref())
     }
     let known = std::array::from_fn(|i| match ENTRY_FIELDS[i] {
