@@ -100,9 +100,13 @@ pub fn level_rank(name: &str) -> Option<i32> {
 }
 
 pub fn register_invalidation() {
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_inval), pg_sys::Datum::from(0));
-    }
+    on_relcache_change(on_relcache_inval);
+}
+
+/// Calls `callback` with a relation's OID whenever its relcache entry is
+/// invalidated (InvalidOid: every relation's).
+pub fn on_relcache_change(callback: unsafe extern "C-unwind" fn(pg_sys::Datum, pg_sys::Oid)) {
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(callback), pg_sys::Datum::from(0)) }
 }
 
 /// Calls `callback` whenever an entry of system cache `cache` changes (in

@@ -70,9 +70,7 @@ pub fn shape(rel: pg_sys::Relation) -> Rc<Shape> {
 }
 
 pub fn register_invalidation() {
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_inval), pg_sys::Datum::from(0));
-    }
+    crate::catalog::on_relcache_change(on_relcache_inval);
     // A renamed schema changes its tables' names without touching them.
     crate::catalog::on_syscache_change(pg_sys::SysCacheIdentifier::NAMESPACEOID, on_schema_inval);
 }

@@ -296,3 +296,59 @@ def test_an_exhausted_id_sequence_refuses_the_change_and_the_session_recovers(fr
             app.execute("UPDATE public.payouts SET amount = amount + 1 WHERE id = 1")
     assert scalar(su, "SELECT count(*) FROM stepup.audit_log") == 6
     assert verify(su)[:3] == (True, 6, None)
+
+
+# Each: what a DBA does to the log, and what the next entry of a session
+# that already wrote one must show (the layout a backend keeps of the log,
+# src/audit/append.rs, is dropped when the log changes). The next entry is
+# an INSERT's: no old_digest.
+LATER_CHANGES = {
+    "before trigger": (
+        ["CREATE FUNCTION public.scrub() RETURNS trigger LANGUAGE plpgsql AS $$ "
+         "BEGIN NEW.sub := 'nobody'; RETURN NEW; END $$",
+         "CREATE TRIGGER scrub BEFORE INSERT ON stepup.audit_log FOR EACH ROW EXECUTE FUNCTION public.scrub()"],
+        "SELECT sub FROM stepup.audit_log ORDER BY id DESC LIMIT 1", "nobody"),
+    "rule": (
+        ["CREATE TABLE public.copied (entry_id bigint)",
+         "CREATE RULE copy AS ON INSERT TO stepup.audit_log DO ALSO INSERT INTO public.copied VALUES (NEW.id)"],
+        "SELECT count(*) FROM public.copied", 1),
+    "column with a default": (
+        ["ALTER TABLE stepup.audit_log ADD COLUMN region text NOT NULL DEFAULT 'eu-1'"],
+        "SELECT count(*) FROM stepup.audit_log WHERE region = 'eu-1'", 2),
+    "column dropped and added back": (
+        ["ALTER TABLE stepup.audit_log DROP COLUMN application_name",
+         "ALTER TABLE stepup.audit_log ADD COLUMN application_name text"],
+        "SELECT application_name FROM stepup.audit_log ORDER BY id DESC LIMIT 1", "payouts-app"),
+    "check constraint": (
+        ["ALTER TABLE stepup.audit_log ADD CONSTRAINT no_inserts CHECK (op <> 'INSERT')"],
+        None, "23514"),
+    "not null": (
+        ["ALTER TABLE stepup.audit_log ALTER COLUMN old_digest SET NOT NULL"],
+        None, "23502"),
+}
+
+
+@pytest.mark.parametrize("change", LATER_CHANGES)
+def test_changes_to_the_log_apply_in_sessions_that_already_wrote_to_it(fresh, change):
+    statements, check, expected = LATER_CHANGES[change]
+    su = fresh.connect()
+    app = fresh.app(application_name="payouts-app")
+    with app.transaction():
+        present(app, fresh.signer.token())
+        app.execute("UPDATE public.payouts SET amount = amount + 1 WHERE id = 1")
+    for statement in statements:
+        su.execute(statement)
+    insert = "INSERT INTO public.payouts VALUES (3, 'carol', 'DE03', 300)"
+    with app.transaction():
+        present(app, fresh.signer.token())
+        if check is None:
+            expect_error(app, insert, sqlstate=expected)
+        else:
+            app.execute(insert)
+    ops = [r[0] for r in su.execute("SELECT op FROM stepup.audit_log ORDER BY id")]
+    rows = scalar(su, "SELECT count(*) FROM public.payouts WHERE id = 3")
+    if check is None:
+        assert (ops, rows) == (["UPDATE"], 0)
+    else:
+        assert (ops, rows) == (["UPDATE", "INSERT"], 1)
+        assert scalar(su, check) == expected

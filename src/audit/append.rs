@@ -9,6 +9,7 @@
 //! NULL), the entry goes through a plain INSERT instead, so whatever the
 //! DBA added applies as to any INSERT.
 
+use std::cell::Cell;
 use std::ffi::CStr;
 
 use pgrx::datum::DatumWithOid;
@@ -17,7 +18,7 @@ use pgrx::prelude::*;
 use super::encoding::ENTRY_FIELDS;
 use super::entry;
 use crate::{owner, rows};
-use smallvec::{smallvec, SmallVec};
+use smallvec::SmallVec;
 
 /// The 22 columns of an entry, in [`COLUMNS`] order (None: SQL NULL).
 pub type Entry = [Option<pg_sys::Datum>; 22];
@@ -210,6 +211,69 @@ unsafe fn plain_columns(
     rel: pg_sys::Relation,
     e: &Entry,
 ) -> Option<(SmallVec<[Option<pg_sys::Datum>; 24]>, i16)> {
+    let layout = cached_layout(rel)?;
+    if (0..e.len()).any(|i| layout.not_null & (1 << i) != 0 && e[i].is_none()) {
+        return None;
+    }
+    let out = layout.field[..layout.natts]
+        .iter()
+        .map(|&f| e.get(usize::from(f)).copied().flatten())
+        .collect();
+    Some((out, layout.key))
+}
+
+/// Where a plain log's attributes take their values from.
+#[derive(Clone, Copy)]
+struct Layout {
+    relid: pg_sys::Oid,
+    natts: usize,
+    /// Per attribute: the entry field it holds ([`DROPPED`]: none).
+    field: [u8; MAX_ATTS],
+    /// Bit i: field i's column is NOT NULL.
+    not_null: u32,
+    /// Attribute number of `id`.
+    key: i16,
+}
+
+const MAX_ATTS: usize = 32;
+const DROPPED: u8 = u8::MAX;
+
+thread_local! {
+    /// The log's layout, kept until its relcache entry is invalidated (any
+    /// ALTER TABLE, trigger, rule, policy or constraint change on it): the
+    /// checks read every attribute's name, ~1% of a protected UPDATE.
+    static LAYOUT: Cell<Option<Layout>> = const { Cell::new(None) };
+}
+
+pub fn register_invalidation() {
+    crate::catalog::on_relcache_change(on_relcache_inval);
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_inval(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    LAYOUT.with(|l| {
+        if l.get()
+            .is_some_and(|l| relid == pg_sys::InvalidOid || l.relid == relid)
+        {
+            l.set(None);
+        }
+    });
+}
+
+/// # Safety
+/// `rel` is open and locked (its invalidations are read).
+unsafe fn cached_layout(rel: pg_sys::Relation) -> Option<Layout> {
+    let relid = (*rel).rd_id;
+    if let Some(l) = LAYOUT.with(Cell::get).filter(|l| l.relid == relid) {
+        return Some(l);
+    }
+    let l = layout(rel)?;
+    LAYOUT.with(|c| c.set(Some(l)));
+    Some(l)
+}
+
+/// The layout of `rel` if it is plain (see [`plain_columns`]).
+unsafe fn layout(rel: pg_sys::Relation) -> Option<Layout> {
     let form = &*(*rel).rd_rel;
     let desc = &*(*rel).rd_att;
     let triggers = (*rel).trigdesc.as_ref().is_some_and(|t| {
@@ -232,12 +296,20 @@ unsafe fn plain_columns(
     {
         return None;
     }
-    let natts = usize::try_from(desc.natts).ok()?;
+    let natts = usize::try_from(desc.natts)
+        .ok()
+        .filter(|n| *n <= MAX_ATTS)?;
     let attrs = desc.attrs.as_slice(natts);
-    let mut out: SmallVec<[_; 24]> = smallvec![None; natts];
+    let mut l = Layout {
+        relid: (*rel).rd_id,
+        natts,
+        field: [DROPPED; MAX_ATTS],
+        not_null: 0,
+        key: 0,
+    };
     let mut seen = [false; 22];
-    let mut key = 0;
-    for (live, (slot, a)) in out
+    for (live, (slot, a)) in l
+        .field
         .iter_mut()
         .zip(attrs)
         .filter(|(_, a)| !a.attisdropped)
@@ -248,21 +320,19 @@ unsafe fn plain_columns(
         let i = std::iter::once(live)
             .chain(0..seen.len())
             .find(|&i| i < seen.len() && name(i).as_bytes() == column)?;
-        if seen[i]
-            || a.atttypid != type_of(i)
-            || a.attidentity != 0
-            || a.attgenerated != 0
-            || (a.attnotnull && e[i].is_none())
-        {
+        if seen[i] || a.atttypid != type_of(i) || a.attidentity != 0 || a.attgenerated != 0 {
             return None;
         }
         seen[i] = true;
-        *slot = e[i];
+        *slot = u8::try_from(i).ok()?;
+        if a.attnotnull {
+            l.not_null |= 1 << i;
+        }
         if i == 0 {
-            key = a.attnum;
+            l.key = a.attnum;
         }
     }
-    seen.iter().all(|s| *s).then_some((out, key))
+    seen.iter().all(|s| *s).then_some(l)
 }
 
 /// Every index checks its constraint at once (a deferrable one needs the

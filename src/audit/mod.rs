@@ -16,7 +16,14 @@ use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
 use crate::render;
 use crate::rows::{self, Row};
 
-pub use trigger::{register_invalidation, write_entry};
+pub use trigger::write_entry;
+
+/// Per-backend caches of the audit (role names, the log's layout), dropped
+/// when the catalog changes under them.
+pub fn register_invalidation() {
+    trigger::register_invalidation();
+    append::register_invalidation();
+}
 
 /// The extension's stepup.audit_log and its id sequence, from the catalog
 /// snapshot (looked up once per backend, forgotten when either is renamed
