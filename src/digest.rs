@@ -104,7 +104,9 @@ pub fn lower_hex(bytes: &[u8]) -> String {
         pair[0] = DIGITS[usize::from(b >> 4)];
         pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
-    String::from_utf8(out).unwrap_or_default()
+    // SAFETY: only ASCII digits were written (a check was ~200 instructions
+    // per digest, three digests per audited row).
+    unsafe { String::from_utf8_unchecked(out) }
 }
 
 #[cfg(test)]
