@@ -100,6 +100,8 @@ class Bench:
         lat = re.search(r"latency average = ([\d.]+) ms", out)
         if not tps or not lat or (failed and int(failed.group(1)) > 0):
             sys.exit(f"pgbench {script} -c {clients}: no result or failed transactions:\n{out}")
+        done = re.search(r"number of transactions actually processed: (\d+)", out)
+        self.writes_per_txn = self.backend_writes / max(1, int(done.group(1))) if done else float("nan")
         return float(tps.group(1)), float(lat.group(1))
 
     def mixed(self, scripts, clients):
@@ -116,6 +118,13 @@ class Bench:
 
     def run_pgbench(self, scripts, clients, weighted=False):
         tok = self.token()
+        # Every cell starts with no dirty buffers: without a checkpoint in
+        # the run, a cell that needs buffers otherwise writes out the pages
+        # the cells before it dirtied (the audit log of scenarios 2 and 3
+        # outgrows shared_buffers within the run), paying for them.
+        with self.conn() as c:
+            c.execute("CHECKPOINT")
+            before = c.execute("SELECT buffers_backend FROM pg_stat_bgwriter").fetchone()[0]
         cmd = [f"{self.a.pg_bin}/pgbench", "-n", "-M", "prepared", "-h", self.a.host, "-p", str(self.a.port),
                "-U", APP, "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 1)),
                "-T", str(self.a.duration), "-D", f"rows={self.a.rows}", "-D", f"tok={tok}"]
@@ -124,6 +133,10 @@ class Bench:
         r = subprocess.run(cmd + [DB], capture_output=True, text=True)
         if r.returncode != 0:
             sys.exit(f"pgbench {scripts} -c {clients} failed:\n{r.stdout}\n{r.stderr}")
+        # Buffers the cell's backends had to write out themselves (shown per
+        # run: evictions are a cost of the bytes a scenario writes).
+        with self.conn() as c:
+            self.backend_writes = c.execute("SELECT buffers_backend FROM pg_stat_bgwriter").fetchone()[0] - before
         return r.stdout
 
     def pgbench_matrix(self, wanted):
@@ -140,8 +153,8 @@ class Bench:
                 for key, script in scenarios if rep % 2 == 0 else scenarios[::-1]:
                     runs.setdefault((key, n), []).append(self.pgbench(script, n))
                     tps, lat = runs[(key, n)][-1]
-                    print(f"  run {rep + 1}/{self.a.repeats}  {key:>2} x{n}: {tps:10.1f} tps  {lat:7.3f} ms",
-                          flush=True)
+                    print(f"  run {rep + 1}/{self.a.repeats}  {key:>2} x{n}: {tps:10.1f} tps  {lat:7.3f} ms"
+                          f"  {self.writes_per_txn:.3f} buffers written by backends per txn", flush=True)
                 if {"1b", "2"} <= wanted:
                     floor, protected = self.mixed(["1b_floor", "2_protected"], n)
                     mixed.setdefault(n, []).append(floor / protected)
