@@ -32,9 +32,14 @@ const NBASE: u64 = 10_000;
 
 /// The jsonb varlena of the object of `pairs`, whose keys are unique and
 /// already in jsonb's key order (shorter first, then bytewise:
-/// pgtext::sort_keys). None if it is too large for a jsonb, so that the
-/// caller builds it with Postgres, which raises the error.
+/// pgtext::sort_keys). None if they are not, or if it is too large for a
+/// jsonb: the caller then builds it with Postgres (which sorts, keeps one
+/// of equal keys, or raises the error).
 pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Stored> {
+    let ordered = |a: &[u8], b: &[u8]| (a.len(), a) < (b.len(), b);
+    if !pairs.windows(2).all(|w| ordered(w[0].0, w[1].0)) {
+        return None;
+    }
     let n = u32::try_from(pairs.len())
         .ok()
         .filter(|n| *n <= 0x0FFF_FFFF)?;
@@ -203,6 +208,15 @@ mod tests {
         // entry 64 is value 24, ending after 40 keys and 25 values
         assert_eq!(entry(64), (120 + 50) | JENTRY_HAS_OFF);
         assert_eq!(entry(79), 2);
+    }
+
+    #[test]
+    fn keys_out_of_order_or_repeated_are_left_to_postgres() {
+        let one = Scalar::Int(1);
+        assert!(object(&[(b"b", one), (b"a", one)]).is_none());
+        assert!(object(&[(b"aa", one), (b"b", one)]).is_none());
+        assert!(object(&[(b"a", one), (b"a", one)]).is_none());
+        assert!(object(&[(b"b", one), (b"aa", one)]).is_some());
     }
 
     #[test]

@@ -254,7 +254,11 @@ fn output_function(type_oid: pg_sys::Oid) -> pg_sys::Oid {
 /// (jsonb_disk.rs); any other is built by Postgres under one guard
 /// (raw.rs).
 pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) -> pg_sys::Datum {
-    object_and_text(values, columns).0
+    let pairs = pairs(values, columns);
+    let plain = unsafe { plain(&pairs) };
+    plain
+        .and_then(|sorted| stored(&sorted))
+        .unwrap_or_else(|| build(&pairs))
 }
 
 /// [`object`], and its text exactly as `jsonb_out` writes it when every
