@@ -241,6 +241,8 @@ fn differs(rel: pg_sys::Relation, old: &Values, new: &Values, i: usize) -> bool 
     };
     match (old.get(i), new.get(i)) {
         (None, None) => false,
+        // By value: datum_image_eq compares the datums themselves.
+        (Some(a), Some(b)) if attr.attbyval => a != b,
         // Not in pgrx's bindings: guarded here, so that an error (detoasting)
         // unwinds as every pg_sys call does.
         (Some(a), Some(b)) => !unsafe {
