@@ -14,9 +14,6 @@
 
 use crate::pgtext::Scalar;
 
-/// The bytes of a stored jsonb.
-pub type Stored = Vec<u8>;
-
 const JB_FOBJECT: u32 = 0x2000_0000;
 const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;
 const JENTRY_HAS_OFF: u32 = 0x8000_0000;
@@ -35,7 +32,7 @@ const NBASE: u64 = 10_000;
 /// pgtext::sort_keys). None if they are not, or if it is too large for a
 /// jsonb: the caller then builds it with Postgres (which sorts, keeps one
 /// of equal keys, or raises the error).
-pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Stored> {
+pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Vec<u8>> {
     let ordered = |a: &[u8], b: &[u8]| (a.len(), a) < (b.len(), b);
     if !pairs.windows(2).all(|w| ordered(w[0].0, w[1].0)) {
         return None;
@@ -56,13 +53,13 @@ pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Stored> {
     if data > JENTRY_OFFLENMASK as usize {
         return None;
     }
-    let mut out = Stored::with_capacity(8 + pairs.len() * 8 + data);
+    let mut out = Vec::with_capacity(8 + pairs.len() * 8 + data);
     out.extend_from_slice(&[0; 4]); // varlena header, set below
     out.extend_from_slice(&(n | JB_FOBJECT).to_ne_bytes());
     let entries = out.len();
     out.resize(entries + pairs.len() * 2 * 4, 0);
     let mut total: u32 = 0;
-    let mut put = |out: &mut Stored, i: usize, meta: u32| -> Option<()> {
+    let mut put = |out: &mut Vec<u8>, i: usize, meta: u32| -> Option<()> {
         total = total.checked_add(meta & JENTRY_OFFLENMASK)?;
         if total > JENTRY_OFFLENMASK {
             return None;
@@ -105,7 +102,7 @@ pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Stored> {
 
 /// Appends `v` as int64_to_numeric makes it: a short-header numeric of
 /// base-10000 digits, trailing zero digits dropped, zero with none.
-fn numeric(out: &mut Stored, v: i64) {
+fn numeric(out: &mut Vec<u8>, v: i64) {
     let mut digits = [0u16; 5]; // u64::MAX has 5 base-10000 digits
     let (mut u, mut n) = (v.unsigned_abs(), 0);
     while u > 0 {
@@ -141,9 +138,9 @@ mod tests {
     use super::*;
 
     fn numeric_bytes(v: i64) -> Vec<u8> {
-        let mut out = Stored::new();
+        let mut out = Vec::new();
         numeric(&mut out, v);
-        out.to_vec()
+        out
     }
 
     #[test]
@@ -158,7 +155,7 @@ mod tests {
         assert_eq!(numeric_bytes(10_000), [32, 0, 0, 0, 0x01, 0x80, 1, 0]);
         // 10001: two digits
         assert_eq!(numeric_bytes(10_001), [40, 0, 0, 0, 0x01, 0x80, 1, 0, 1, 0]);
-        // 9999_0000_0000_0000_0000 does not fit; i64::MIN = -922|3372|0368|5477|5808
+        // i64::MIN = -922|3372|0368|5477|5808: five digits, weight 4
         let min = numeric_bytes(i64::MIN);
         assert_eq!(&min[..6], &[(6 + 10) << 2, 0, 0, 0, 0x04, 0xa0]);
         let digits: Vec<u16> = min[6..]
@@ -170,16 +167,17 @@ mod tests {
 
     #[test]
     fn a_small_object_laid_out_by_hand() {
-        // {"a": 1, "bc": "x"}... keys "a", "bc"; values 1, "x"
+        // {"a": 1, "bc": "x"}
         let got = object(&[(b"a", Scalar::Int(1)), (b"bc", Scalar::Str(b"x"))]).unwrap();
         let mut want: Vec<u8> = Vec::new();
         want.extend_from_slice(&[0; 4]);
         want.extend_from_slice(&(2u32 | JB_FOBJECT).to_le_bytes());
         // entry 0 (key "a"): offset form, end 1
         want.extend_from_slice(&(1u32 | JENTRY_HAS_OFF).to_le_bytes());
-        want.extend_from_slice(&2u32.to_le_bytes()); // key "bc"
-                                                     // value 1 at data offset 3 -> padded to the 4-byte boundary of the
-                                                     // whole varlena (4 + 4 + 16 + 3 = 27 -> 28): 1 byte of padding
+        // key "bc"
+        want.extend_from_slice(&2u32.to_le_bytes());
+        // value 1: the keys end at 4 + 4 + 16 + 3 = 27 bytes into the
+        // varlena, so 1 byte of padding to 28, then 8 of numeric
         want.extend_from_slice(&(JENTRY_ISNUMERIC | (1 + 8)).to_le_bytes());
         want.extend_from_slice(&1u32.to_le_bytes()); // value "x"
         want.extend_from_slice(b"abc");
@@ -188,7 +186,7 @@ mod tests {
         want.push(b'x');
         let len = want.len() as u32;
         want[..4].copy_from_slice(&(len << 2).to_le_bytes());
-        assert_eq!(got.to_vec(), want);
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -202,8 +200,8 @@ mod tests {
         let entry = |i: usize| u32::from_le_bytes(got[8 + i * 4..12 + i * 4].try_into().unwrap());
         assert_eq!(entry(0), 3 | JENTRY_HAS_OFF);
         assert_eq!(entry(1), 3);
-        // entry 32 is value 32 - 40 + ... keys are 0..40, values 40..80:
-        // entry 32 is key 32, ending at 33 keys of 3 bytes
+        // Entries 0..40 are the keys (3 bytes each), 40..80 the values (2).
+        // Entry 32: key 32, ending after 33 keys
         assert_eq!(entry(32), 99 | JENTRY_HAS_OFF);
         // entry 64 is value 24, ending after 40 keys and 25 values
         assert_eq!(entry(64), (120 + 50) | JENTRY_HAS_OFF);

@@ -5,10 +5,6 @@
 //! (tests/test_audit.py checks every form against the server, and the
 //! verifier recomputes each entry through the server's own functions).
 
-/// Text written here. (A SmallVec was slower: its extend_from_slice calls
-/// memmove for every piece.)
-pub type Bytes = Vec<u8>;
-
 /// An object's keys and values.
 pub type Pairs<'a> = Vec<(&'a [u8], Scalar<'a>)>;
 
@@ -29,8 +25,8 @@ pub fn sort_keys(pairs: &mut [(&[u8], Scalar)]) {
 
 /// A jsonb object's text, of pairs already in key order ([`sort_keys`]):
 /// `": "` and `", "` between.
-pub fn object_sorted(pairs: &[(&[u8], Scalar)]) -> Bytes {
-    let mut out = Bytes::with_capacity(16 + pairs.len() * 24);
+pub fn object_sorted(pairs: &[(&[u8], Scalar)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + pairs.len() * 24);
     out.push(b'{');
     for (i, (key, value)) in pairs.iter().enumerate() {
         if i > 0 {
@@ -51,7 +47,7 @@ pub fn object_sorted(pairs: &[(&[u8], Scalar)]) -> Bytes {
 }
 
 /// A JSON string as Postgres' escape_json writes it.
-pub fn string(out: &mut Bytes, s: &[u8]) {
+pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     for &b in s {
@@ -77,7 +73,7 @@ pub fn string(out: &mut Bytes, s: &[u8]) {
 /// A text[]'s text when no element needs quoting (each is ASCII letters,
 /// digits and underscores, and not NULL in any case): `{a,b}`. None
 /// otherwise: array_out's quoting rules are left to array_out.
-pub fn plain_array(items: &[&str]) -> Option<Bytes> {
+pub fn plain_array(items: &[&str]) -> Option<Vec<u8>> {
     let plain = |s: &str| {
         !s.is_empty()
             && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -86,7 +82,7 @@ pub fn plain_array(items: &[&str]) -> Option<Bytes> {
     if !items.iter().all(|s| plain(s)) {
         return None;
     }
-    let mut out = Bytes::with_capacity(2 + items.iter().map(|s| s.len() + 1).sum::<usize>());
+    let mut out = Vec::with_capacity(2 + items.iter().map(|s| s.len() + 1).sum::<usize>());
     out.push(b'{');
     for (i, s) in items.iter().enumerate() {
         if i > 0 {
@@ -104,7 +100,7 @@ mod tests {
 
     fn object(mut pairs: Vec<(&[u8], Scalar)>) -> Vec<u8> {
         sort_keys(&mut pairs);
-        object_sorted(&pairs).to_vec()
+        object_sorted(&pairs)
     }
 
     #[test]
@@ -122,18 +118,18 @@ mod tests {
             r#"{"a": "x\u0001\n\"é", "b": 1, "t": true, "aa": null, "ccc": -12}"#
         );
         assert_eq!(object(vec![]), b"{}");
-        let mut s = Bytes::new();
+        let mut s = Vec::new();
         string(&mut s, b"\x08\x0c\r\t\\\x1f/");
-        assert_eq!(&s[..], br#""\b\f\r\t\\\u001f/""#);
+        assert_eq!(s, br#""\b\f\r\t\\\u001f/""#);
     }
 
     #[test]
     fn plain_arrays_only() {
         assert_eq!(
-            &plain_array(&["amount", "iban_2"]).unwrap()[..],
+            plain_array(&["amount", "iban_2"]).unwrap(),
             b"{amount,iban_2}"
         );
-        assert_eq!(&plain_array(&[]).unwrap()[..], b"{}");
+        assert_eq!(plain_array(&[]).unwrap(), b"{}");
         for needs_quotes in ["a b", "NULL", "null", "x\"y", "", "é", "a,b", "{"] {
             assert_eq!(plain_array(&["ok", needs_quotes]), None, "{needs_quotes}");
         }

@@ -268,7 +268,7 @@ pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) ->
 pub fn object_and_text<'c>(
     values: &Values,
     columns: impl Iterator<Item = &'c Column>,
-) -> (pg_sys::Datum, Option<pgtext::Bytes>) {
+) -> (pg_sys::Datum, Option<Vec<u8>>) {
     let pairs = pairs(values, columns);
     let plain = unsafe { plain(&pairs) };
     let (datum, text) = match plain {

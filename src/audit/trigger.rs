@@ -137,7 +137,7 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
         amr.as_ref().map(|a| a.0),
         micros(auth_time),
     ];
-    fn text(v: &Option<(pg_sys::Datum, Option<pgtext::Bytes>)>) -> Option<&[u8]> {
+    fn text(v: &Option<(pg_sys::Datum, Option<Vec<u8>>)>) -> Option<&[u8]> {
         v.as_ref().and_then(|v| v.1.as_deref())
     }
     let known = std::array::from_fn(|i| match ENTRY_FIELDS[i] {
