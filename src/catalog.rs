@@ -86,6 +86,14 @@ pub fn snapshot() -> Rc<Snapshot> {
     // A key retired by another session counts from its commit, even in the
     // middle of this session's transaction.
     unsafe { pg_sys::AcceptInvalidationMessages() };
+    snapshot_as_read()
+}
+
+/// The snapshot as of the invalidations this backend has read, without
+/// reading new ones (a guarded call): for a caller in the same row event
+/// as a [`snapshot`] call, or looking up relations it is about to lock
+/// (taking the lock reads them).
+pub fn snapshot_as_read() -> Rc<Snapshot> {
     if let Some(s) = CACHE.with(|c| c.borrow().clone()) {
         return s;
     }

@@ -97,16 +97,51 @@ pub fn row_change(
 /// it char by char through an iterator: it was half of a row digest's
 /// cost, perf of the audit trigger.)
 pub fn lower_hex(bytes: &[u8]) -> String {
+    lower_hex_into(bytes, &mut vec![0u8; bytes.len() * 2]).to_owned()
+}
+
+/// A SHA-256 as lowercase hex, on the stack: the audit writes three per
+/// row, and a String each was an allocation and a free.
+#[derive(Clone, Copy)]
+pub struct Hex([u8; 64]);
+
+impl Hex {
+    pub fn of(digest: &[u8]) -> Hex {
+        let mut out = [0u8; 64];
+        lower_hex_into(&digest[..digest.len().min(32)], &mut out);
+        Hex(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // SAFETY: only ASCII digits are ever written (Hex::of).
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+}
+
+impl std::ops::Deref for Hex {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Writes `bytes` as lowercase hex into `out` (twice as long) and returns it.
+fn lower_hex_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o str {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     // Bytes, not chars: String::push encodes each as UTF-8.
-    let mut out = vec![0u8; bytes.len() * 2];
     for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = DIGITS[usize::from(b >> 4)];
         pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
     // SAFETY: only ASCII digits were written (a check was ~200 instructions
     // per digest, three digests per audited row).
-    unsafe { String::from_utf8_unchecked(out) }
+    unsafe { std::str::from_utf8_unchecked(&out[..bytes.len() * 2]) }
 }
 
 #[cfg(test)]
@@ -120,6 +155,8 @@ mod tests {
         assert_eq!(lower_hex(&[]), "");
         let digest = Sha256::digest(b"pg_stepup");
         assert_eq!(lower_hex(&digest), hex::encode(digest));
+        assert_eq!(Hex::of(&digest).as_str(), hex::encode(digest));
+        assert_eq!(Hex::of(&digest).to_string(), hex::encode(digest));
     }
 
     #[test]

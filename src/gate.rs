@@ -60,7 +60,7 @@ fn unmet_requirement(
         max_age_us,
         methods: &methods,
     };
-    let unmet = evaluate(&req).err()?;
+    let unmet = evaluate(&req, &catalog::snapshot()).err()?;
     Some(step_up_required(&req, &unmet, None, "require"))
 }
 
@@ -89,11 +89,12 @@ pub fn step_up_required(
     }
 }
 
-/// Checks the held assertion against `req` now.
-pub fn evaluate(req: &Requirement) -> Result<(), Unmet> {
+/// Checks the held assertion against `req` now, its level ranked as in
+/// `snapshot` (the one `req` was read from).
+pub fn evaluate(req: &Requirement, snapshot: &catalog::Snapshot) -> Result<(), Unmet> {
     let held = held::current();
     let claims = held.as_ref().map(|h| &*h.claims);
-    let held_rank = claims.and_then(|c| catalog::level_rank(&c.acr));
+    let held_rank = claims.and_then(|c| snapshot.levels.get(&c.acr).copied());
     req.check(claims, held_rank, catalog::now_us(), settings::leeway_s())
 }
 

@@ -73,7 +73,7 @@ fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
     }
     let req = policy.requirement(&snapshot);
     let refuse = |unmet: Unmet| Some(gate::step_up_required(&req, &unmet, table(), op.name()));
-    if let Err(unmet) = gate::evaluate(&req) {
+    if let Err(unmet) = gate::evaluate(&req, &snapshot) {
         return refuse(unmet);
     }
     // evaluate() found an unexpired assertion held.

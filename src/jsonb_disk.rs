@@ -32,7 +32,16 @@ const NBASE: u64 = 10_000;
 /// pgtext::sort_keys). None if they are not, or if it is too large for a
 /// jsonb: the caller then builds it with Postgres (which sorts, keeps one
 /// of equal keys, or raises the error).
+#[cfg(any(test, feature = "pg_test"))]
 pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    object_into(pairs, &mut out)?;
+    Some(out)
+}
+
+/// [`object`], written into `out` (emptied first): the audit lays three
+/// objects out per row into one buffer it keeps.
+pub fn object_into(pairs: &[(&[u8], Scalar)], out: &mut Vec<u8>) -> Option<()> {
     let ordered = |a: &[u8], b: &[u8]| (a.len(), a) < (b.len(), b);
     if !pairs.windows(2).all(|w| ordered(w[0].0, w[1].0)) {
         return None;
@@ -53,7 +62,8 @@ pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Vec<u8>> {
     if data > JENTRY_OFFLENMASK as usize {
         return None;
     }
-    let mut out = Vec::with_capacity(8 + pairs.len() * 8 + data);
+    out.clear();
+    out.reserve(8 + pairs.len() * 8 + data);
     out.extend_from_slice(&[0; 4]); // varlena header, set below
     out.extend_from_slice(&(n | JB_FOBJECT).to_ne_bytes());
     let entries = out.len();
@@ -74,7 +84,7 @@ pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Vec<u8>> {
     };
     for (i, (key, _)) in pairs.iter().enumerate() {
         out.extend_from_slice(key);
-        put(&mut out, i, u32::try_from(key.len()).ok()?)?;
+        put(out, i, u32::try_from(key.len()).ok()?)?;
     }
     for (i, (_, value)) in pairs.iter().enumerate() {
         let meta = match value {
@@ -88,16 +98,16 @@ pub fn object(pairs: &[(&[u8], Scalar)]) -> Option<Vec<u8>> {
             Scalar::Int(v) => {
                 let start = out.len();
                 out.resize(start.next_multiple_of(4), 0);
-                numeric(&mut out, *v);
+                numeric(out, *v);
                 JENTRY_ISNUMERIC | u32::try_from(out.len() - start).ok()?
             }
         };
-        put(&mut out, pairs.len() + i, meta)?;
+        put(out, pairs.len() + i, meta)?;
     }
     // A varlena is at most 1 GB.
     let header = varlena_header(out.len()).filter(|_| out.len() < 0x4000_0000)?;
     out[..4].copy_from_slice(&header);
-    Some(out)
+    Some(())
 }
 
 /// Appends `v` as int64_to_numeric makes it: a short-header numeric of

@@ -134,7 +134,7 @@ fn ddl_refusal(target: pg_sys::Oid, object: &str, dropped: bool) -> Option<Rejec
     let req = policy.requirement(&snapshot);
     let superuser = unsafe { pg_sys::superuser() };
     if !superuser {
-        if let Err(unmet) = gate::evaluate(&req) {
+        if let Err(unmet) = gate::evaluate(&req, &snapshot) {
             let mut r = gate::step_up_required(&req, &unmet, qualified_name(target), "DDL");
             r.code = Code::Tamper;
             r.message = "protection of a table cannot be weakened without step-up".into();

@@ -3,7 +3,7 @@
 //! change digests; the same whatever the session's settings.
 
 use std::borrow::Cow;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ffi::CStr;
 use std::ptr::null_mut;
 
@@ -116,27 +116,24 @@ pub fn texts(items: &[(pg_sys::Oid, Option<pg_sys::Datum>)]) -> Vec<Text> {
             (pg_sys::INT8OID, Some(d)) => Text::Int(d.value() as i64),
             (pg_sys::BOOLOID, Some(d)) => Text::Bool(d.value() != 0),
             (pg_sys::TEXTOID | pg_sys::VARCHAROID, Some(d)) => Text::InPlace(unsafe { packed(*d) }),
-            (_, Some(_)) => Text::Printed(null_mut()),
-        })
-        .collect();
-    let infos: Vec<*mut pg_sys::FmgrInfo> = out
-        .iter()
-        .zip(items)
-        .map(|(o, (t, _))| match o {
-            Text::Printed(_) if u32::from(*t) < pg_sys::FirstNormalObjectId => built_in_output(*t),
-            _ => null_mut(),
+            (t, Some(_)) if u32::from(t) < pg_sys::FirstNormalObjectId => {
+                Text::Printed(null_mut(), built_in_output(t))
+            }
+            (_, Some(_)) => Text::Printed(null_mut(), null_mut()),
         })
         .collect();
     unsafe {
         raw::guarded(|| {
-            for ((o, f), (_, d)) in out.iter_mut().zip(&infos).zip(items) {
-                if let (Text::Printed(p), false, Some(d)) = (o, f.is_null(), d) {
-                    *p = raw::OutputFunctionCall(*f, *d);
+            for (o, (_, d)) in out.iter_mut().zip(items) {
+                if let (Text::Printed(p, f), Some(d)) = (o, d) {
+                    if !f.is_null() {
+                        *p = raw::OutputFunctionCall(*f, *d);
+                    }
                 }
             }
         });
         for (o, (t, d)) in out.iter_mut().zip(items) {
-            if let (Text::Printed(p), Some(d)) = (o, d) {
+            if let (Text::Printed(p, _), Some(d)) = (o, d) {
                 if p.is_null() {
                     *p = output(*t, *d);
                 }
@@ -153,8 +150,9 @@ pub enum Text {
     Bool(bool),
     /// A text or varchar datum, read in place.
     InPlace(*mut pg_sys::varlena),
-    /// What an output function printed.
-    Printed(*mut std::ffi::c_char),
+    /// What an output function printed, and the built-in one that prints
+    /// it under the block's guard (null: looked up and called apart).
+    Printed(*mut std::ffi::c_char, *mut pg_sys::FmgrInfo),
 }
 
 impl Text {
@@ -167,8 +165,8 @@ impl Text {
             Text::InPlace(p) => f(Some(&utf8(unsafe {
                 pgrx::varlena::varlena_to_byte_slice(*p)
             }))),
-            Text::Printed(p) if p.is_null() => f(None),
-            Text::Printed(p) => f(Some(&utf8(unsafe { CStr::from_ptr(*p) }.to_bytes()))),
+            Text::Printed(p, _) if p.is_null() => f(None),
+            Text::Printed(p, _) => f(Some(&utf8(unsafe { CStr::from_ptr(*p) }.to_bytes()))),
         }
     }
 }
@@ -196,17 +194,19 @@ fn built_in_output(type_oid: pg_sys::Oid) -> *mut pg_sys::FmgrInfo {
 /// again was ~1.5% of a protected UPDATE's instructions), converted
 /// lossily in any other.
 pub fn utf8(bytes: &[u8]) -> Cow<'_, [u8]> {
-    thread_local! {
-        // The database's encoding never changes under a backend.
-        static UTF8: Cell<Option<bool>> = const { Cell::new(None) };
-    }
-    let is_utf8 = UTF8.with(|c| {
-        *c.get().get_or_insert_with(|| {
+    use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    // The database's encoding never changes under a backend (a process):
+    // 0 not read yet, 1 UTF-8, 2 another. A static, not a thread_local: each
+    // of those is a TLS lookup, and this runs for every text an entry hashes.
+    static UTF8: AtomicU8 = AtomicU8::new(0);
+    let is_utf8 = match UTF8.load(Relaxed) {
+        0 => {
             let utf8 = unsafe { pg_sys::GetDatabaseEncoding() } == pg_sys::pg_enc::PG_UTF8 as i32;
-            c.set(Some(utf8));
+            UTF8.store(if utf8 { 1 } else { 2 }, Relaxed);
             utf8
-        })
-    });
+        }
+        v => v == 1,
+    };
     if is_utf8 {
         return Cow::Borrowed(bytes);
     }
@@ -337,12 +337,25 @@ unsafe fn plain(pairs: &[(pg_sys::JsonbValue, Pending)]) -> Option<pgtext::Pairs
 /// (jsonb_disk.rs) in the current memory context; None if too large for
 /// a jsonb (Postgres then builds it, and raises its error).
 fn stored(sorted: &[(&[u8], Scalar)]) -> Option<pg_sys::Datum> {
-    let bytes = jsonb_disk::object(sorted)?;
-    unsafe {
-        let p = pg_sys::palloc(bytes.len()).cast::<u8>();
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
-        Some(pg_sys::Datum::from(p))
+    thread_local! {
+        // Laid out here, then copied into a palloc: kept, not a malloc per object.
+        static LAYOUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
+    LAYOUT.with(|buf| {
+        let mut bytes = buf.borrow_mut();
+        let laid_out = jsonb_disk::object_into(sorted, &mut bytes);
+        // palloc is a guarded call: an error unwinds and releases the borrow.
+        let datum = laid_out.map(|()| unsafe {
+            let p = pg_sys::palloc(bytes.len()).cast::<u8>();
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
+            pg_sys::Datum::from(p)
+        });
+        // A row's objects are small; a large one's buffer is not kept.
+        if bytes.capacity() > 1 << 16 {
+            *bytes = Vec::new();
+        }
+        datum
+    })
 }
 
 /// Postgres' own build of the object of `pairs` (pushJsonbValue,

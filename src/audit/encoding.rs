@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::digest::lower_hex;
+use crate::digest::{lower_hex, Hex};
 
 pub const ROW_DOMAIN: &[u8] = b"pg_stepup row v1\n";
 pub const ENTRY_DOMAIN: &[u8] = b"pg_stepup entry v1\n";
@@ -45,9 +45,10 @@ fn field(h: &mut Sha256, value: Option<&[u8]>) {
     match value {
         None => h.update([0u8]),
         Some(v) => {
-            h.update([1u8]);
             // Values come from the database; a field over 4 GiB cannot occur.
-            h.update(u32::try_from(v.len()).unwrap_or(u32::MAX).to_be_bytes());
+            let [a, b, c, d] = u32::try_from(v.len()).unwrap_or(u32::MAX).to_be_bytes();
+            // Marker and length in one update: each update is a call.
+            h.update([1u8, a, b, c, d]);
             h.update(v);
         }
     }
@@ -64,7 +65,7 @@ pub fn row_digest(columns: &[(String, Option<String>)]) -> String {
     for (name, value) in sorted {
         h.column(name, value.as_deref().map(str::as_bytes));
     }
-    h.finish()
+    h.finish().to_string()
 }
 
 /// A row digest fed column by column, by a caller that renders the columns
@@ -85,8 +86,8 @@ impl RowHasher {
         field(&mut self.0, value);
     }
 
-    pub fn finish(self) -> String {
-        lower_hex(&self.0.finalize())
+    pub fn finish(self) -> Hex {
+        Hex::of(&self.0.finalize())
     }
 }
 
@@ -96,7 +97,7 @@ pub fn entry_hash<'a>(fields: impl IntoIterator<Item = Option<&'a str>>) -> Stri
     for f in fields {
         h.field(f.map(str::as_bytes));
     }
-    h.finish()
+    h.finish().to_string()
 }
 
 /// An entry hash fed field by field, in [`ENTRY_FIELDS`] order.
@@ -114,8 +115,8 @@ impl EntryHasher {
         field(&mut self.0, value);
     }
 
-    pub fn finish(self) -> String {
-        lower_hex(&self.0.finalize())
+    pub fn finish(self) -> Hex {
+        Hex::of(&self.0.finalize())
     }
 }
 

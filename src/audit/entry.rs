@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 
 use super::encoding::EntryHasher;
 use crate::catalog::PG_EPOCH_OFFSET_US;
+use crate::digest::Hex;
 use crate::render;
 
 /// Hashed columns of stepup.audit_log, in hashing order
@@ -49,14 +50,14 @@ pub fn type_of(i: usize) -> pg_sys::Oid {
 /// The entry hash of the fields, rendered one at a time into the hash
 /// (no copy of any field is kept). The verifier hashes the values it reads
 /// back this way.
-pub fn hash(values: &Values) -> String {
+pub fn hash(values: &Values) -> Hex {
     hash_known(values, &[None; 21])
 }
 
 /// [`hash`], with the text of some fields already known (`known[i]`, the
 /// writer's own rendering of a jsonb or text[] it built, byte for byte
 /// what the output function would print): those are not printed again.
-pub fn hash_known(values: &Values, known: &[Option<&[u8]>; 21]) -> String {
+pub fn hash_known(values: &Values, known: &[Option<&[u8]>; 21]) -> Hex {
     let items: [_; 21] = std::array::from_fn(|i| match (COLUMNS[i], known[i], values[i]) {
         (oid, Some(_), _) => (oid, None),
         // A timestamptz datum is microseconds since 2000: rendered as the

@@ -28,9 +28,10 @@ pub fn register_invalidation() {
 /// The extension's stepup.audit_log and its id sequence, from the catalog
 /// snapshot (looked up once per backend, forgotten when either is renamed
 /// or dropped). Missing: looked for again at each change (so a log renamed
-/// back is found), and the change is refused.
+/// back is found), and the change is refused. Opening the log reads any
+/// invalidation this lookup did not.
 fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
-    let mut s = catalog::snapshot();
+    let mut s = catalog::snapshot_as_read();
     if s.audit_log == pg_sys::InvalidOid || s.audit_seq == pg_sys::InvalidOid {
         catalog::forget();
         s = catalog::snapshot();
@@ -49,7 +50,7 @@ fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
 /// The row digest (docs/audit-encoding.md) of a row's `values` over `columns`, sorted
 /// by name ([`rows::Shape`]): each value's text straight into the hash,
 /// rendered under the caller's settings (see [`render::rendered`]).
-fn digest(values: &rows::Values, columns: &[rows::Column]) -> String {
+fn digest(values: &rows::Values, columns: &[rows::Column]) -> crate::digest::Hex {
     let items: smallvec::SmallVec<[_; 16]> = columns
         .iter()
         .map(|c| (c.type_oid, values.get(c.index)))
@@ -135,7 +136,7 @@ fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
     }
     let digest = rows::with_json_row(rel, row_data, |row: Row| {
         let shape = rows::shape(row.rel);
-        render::rendered(&shape, || digest(&row.values(), &shape.by_name))
+        render::rendered(&shape, || digest(&row.values(), &shape.by_name).to_string())
     });
     unsafe { pg_sys::RelationClose(rel) };
     digest.unwrap_or_else(|| {
