@@ -134,7 +134,7 @@ fn numeric(out: &mut Vec<u8>, v: i64) {
 }
 
 /// A 4-byte varlena header for `len` bytes (SET_VARSIZE_4B).
-fn varlena_header(len: usize) -> Option<[u8; 4]> {
+pub fn varlena_header(len: usize) -> Option<[u8; 4]> {
     let len = u32::try_from(len).ok().filter(|l| *l < 0x4000_0000)?;
     #[cfg(target_endian = "little")]
     let word = len << 2;

@@ -3,6 +3,7 @@
 
 use pgrx::prelude::*;
 
+mod array_disk;
 mod audit;
 mod catalog;
 mod changes;

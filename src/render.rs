@@ -122,16 +122,22 @@ pub fn texts(items: &[(pg_sys::Oid, Option<pg_sys::Datum>)]) -> Vec<Text> {
             (_, Some(_)) => Text::Printed(null_mut(), null_mut()),
         })
         .collect();
+    // Most rows have nothing to print (integers, booleans, text): no guard.
+    let printing = out
+        .iter()
+        .any(|o| matches!(o, Text::Printed(_, f) if !f.is_null()));
     unsafe {
-        raw::guarded(|| {
-            for (o, (_, d)) in out.iter_mut().zip(items) {
-                if let (Text::Printed(p, f), Some(d)) = (o, d) {
-                    if !f.is_null() {
-                        *p = raw::OutputFunctionCall(*f, *d);
+        if printing {
+            raw::guarded(|| {
+                for (o, (_, d)) in out.iter_mut().zip(items) {
+                    if let (Text::Printed(p, f), Some(d)) = (o, d) {
+                        if !f.is_null() {
+                            *p = raw::OutputFunctionCall(*f, *d);
+                        }
                     }
                 }
-            }
-        });
+            });
+        }
         for (o, (t, d)) in out.iter_mut().zip(items) {
             if let (Text::Printed(p, _), Some(d)) = (o, d) {
                 if p.is_null() {

@@ -371,4 +371,58 @@ mod tests {
             );
         }
     }
+
+    /// array_disk.rs writes text[] byte for byte as construct_array does:
+    /// empty, one element, every padding (element lengths 0 to 7), names
+    /// and methods as an entry holds them, multibyte and long strings.
+    #[pg_test]
+    fn text_arrays_are_laid_out_as_postgres_builds_them() {
+        let long = "x".repeat(3000);
+        let lists: Vec<Vec<&str>> = vec![
+            vec![],
+            vec![""],
+            vec!["a", "ab", "abc", "abcd", "abcde", "abcdef", "abcdefg", ""],
+            vec!["balance"],
+            vec![
+                "otp", "hwk", "pwd", "mfa", "face", "fpt", "sc", "sms", "swk",
+            ],
+            vec!["été", "a b", "NULL", "{x}", "\\"],
+            vec![&long, "y"],
+        ];
+        for items in &lists {
+            let bytes = |d: pg_sys::Datum| unsafe {
+                let p = d.cast_mut_ptr::<u8>();
+                std::slice::from_raw_parts(p, pgrx::varsize_any(p.cast())).to_vec()
+            };
+            let ours = bytes(crate::audit::text_array(items));
+            assert_eq!(
+                ours,
+                bytes(crate::audit::text_array_by_postgres(items)),
+                "{items:?}"
+            );
+            // And Postgres reads it back as the same array.
+            let text = Spi::get_one_with_args::<String>(
+                "SELECT $1::text",
+                &[unsafe {
+                    pgrx::datum::DatumWithOid::new(
+                        crate::audit::text_array(items),
+                        pg_sys::TEXTARRAYOID,
+                    )
+                }],
+            )
+            .unwrap()
+            .unwrap();
+            let want = Spi::get_one_with_args::<String>(
+                "SELECT $1::text[]::text",
+                &[items
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .into()],
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(text, want);
+        }
+    }
 }

@@ -8,6 +8,7 @@
 use pgrx::prelude::*;
 
 use super::encoding::EntryHasher;
+use crate::array_disk;
 use crate::catalog::PG_EPOCH_OFFSET_US;
 use crate::digest::Hex;
 use crate::render;
@@ -106,8 +107,23 @@ pub fn text_datums<const N: usize>(strings: [Option<&str>; N]) -> [Option<pg_sys
     out
 }
 
-/// A text[] of `items`: the elements in one palloc, then construct_array.
+/// A text[] of `items`, laid out here (array_disk.rs) in one palloc.
 pub fn text_array(items: &[&str]) -> pg_sys::Datum {
+    let Some(len) = array_disk::text_array_len(items) else {
+        return text_array_by_postgres(items);
+    };
+    unsafe {
+        let p = pg_sys::palloc(len).cast::<u8>();
+        let out = std::slice::from_raw_parts_mut(p, len);
+        array_disk::write_text_array(items, u32::from(pg_sys::TEXTOID), out);
+        pg_sys::Datum::from(p)
+    }
+}
+
+/// A text[] of `items` built by Postgres (construct_array): what
+/// array_disk.rs is checked against (tests.rs), and the builder of an
+/// array over its limits (which raises Postgres' error).
+pub fn text_array_by_postgres(items: &[&str]) -> pg_sys::Datum {
     let mut elems: smallvec::SmallVec<[pg_sys::Datum; 8]> =
         smallvec::smallvec![pg_sys::Datum::from(0); items.len()];
     pack(items.iter().copied().map(Some), |i, d| elems[i] = d);

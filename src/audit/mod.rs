@@ -16,6 +16,8 @@ use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
 use crate::render;
 use crate::rows::{self, Row};
 
+#[cfg(any(test, feature = "pg_test"))]
+pub use entry::{text_array, text_array_by_postgres};
 pub use trigger::write_entry;
 
 /// Per-backend caches of the audit (role names, the log's layout), dropped
