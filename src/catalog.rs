@@ -327,5 +327,5 @@ fn timestamp_us(t: Option<TimestampWithTimeZone>) -> Option<i64> {
 
 /// The wall clock as Unix microseconds (not the transaction start).
 pub fn now_us() -> i64 {
-    unsafe { pg_sys::GetCurrentTimestamp() }.saturating_add(PG_EPOCH_OFFSET_US)
+    crate::raw::now().saturating_add(PG_EPOCH_OFFSET_US)
 }

@@ -56,7 +56,7 @@ pub fn current() -> Option<Rc<Held>> {
 
 /// Replaces what is held (None clears it), undoably.
 pub fn set(value: Option<Held>) {
-    let subxact = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let subxact = crate::raw::subtransaction();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         let old = std::mem::replace(&mut s.current, value.map(Rc::new));

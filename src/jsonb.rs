@@ -35,7 +35,7 @@ impl Jsonb {
     /// A jsonb datum, in the current memory context, from [`Jsonb::to_bytes`].
     pub fn copy_of(bytes: &[u8]) -> Jsonb {
         unsafe {
-            let p = pg_sys::palloc(bytes.len()).cast::<u8>();
+            let p = crate::raw::alloc(bytes.len());
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
             Jsonb(pg_sys::Datum::from(p))
         }

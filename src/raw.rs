@@ -7,12 +7,13 @@
 //! (no String, Vec or Rc is created in it) and cannot panic (a panic cannot
 //! cross the guard). Keep blocks to pointer reads and these calls.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void};
 
 use pgrx::pg_sys::{
     self, BulkInsertState, CommandId, Datum, FmgrInfo, FullTransactionId, FunctionCallInfo,
     HeapTuple, IndexInfo, IndexUniqueCheck, ItemPointer, Jsonb, JsonbIteratorToken,
-    JsonbParseState, JsonbValue, List, Numeric, Oid, Relation, TimestampTz, TupleDesc, LOCKMODE,
+    JsonbParseState, JsonbValue, List, MemoryContext, Numeric, Oid, Relation, Size,
+    SubTransactionId, TimestampTz, TupleDesc, LOCKMODE,
 };
 
 unsafe extern "C-unwind" {
@@ -67,4 +68,49 @@ unsafe extern "C-unwind" {
 #[inline(always)]
 pub unsafe fn guarded<T>(block: impl FnOnce() -> T) -> T {
     pg_sys::ffi::pg_guard_ffi_boundary(block)
+}
+
+// Functions that raise no error, read in their source (PG 15): no ereport
+// or elog path for the arguments given here. Called without a guard, each
+// costs a call, not a sigsetjmp and a thread check (~100 instructions).
+unsafe extern "C-unwind" {
+    fn MemoryContextAllocExtended(context: MemoryContext, size: Size, flags: c_int) -> *mut c_void;
+    fn GetCurrentSubTransactionId() -> SubTransactionId;
+}
+
+/// palloc's MaxAllocSize.
+const MAX_ALLOC: usize = 0x3FFF_FFFF;
+
+/// `size` bytes in the current memory context, as palloc gives them. With
+/// MCXT_ALLOC_NO_OOM and a size within MaxAllocSize, MemoryContextAllocExtended
+/// reports failure by returning NULL (mcxt.c; AllocSetAlloc returns NULL
+/// when malloc fails): out of memory is raised here, from Rust.
+pub fn alloc(size: usize) -> *mut u8 {
+    if size > MAX_ALLOC {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("pg_stepup: invalid memory alloc request size {size}")
+        );
+    }
+    let flags = pg_sys::MCXT_ALLOC_NO_OOM as c_int;
+    let p = unsafe { MemoryContextAllocExtended(pg_sys::CurrentMemoryContext, size, flags) };
+    if p.is_null() {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
+            format!("out of memory: failed on request of size {size}")
+        );
+    }
+    p.cast()
+}
+
+/// GetCurrentTimestamp: gettimeofday and arithmetic.
+pub fn now() -> TimestampTz {
+    unsafe { GetCurrentTimestamp() }
+}
+
+/// GetCurrentSubTransactionId: a field of the current transaction state.
+pub fn subtransaction() -> SubTransactionId {
+    unsafe { GetCurrentSubTransactionId() }
 }

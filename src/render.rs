@@ -350,9 +350,8 @@ fn stored(sorted: &[(&[u8], Scalar)]) -> Option<pg_sys::Datum> {
     LAYOUT.with(|buf| {
         let mut bytes = buf.borrow_mut();
         let laid_out = jsonb_disk::object_into(sorted, &mut bytes);
-        // palloc is a guarded call: an error unwinds and releases the borrow.
         let datum = laid_out.map(|()| unsafe {
-            let p = pg_sys::palloc(bytes.len()).cast::<u8>();
+            let p = raw::alloc(bytes.len());
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
             pg_sys::Datum::from(p)
         });

@@ -113,7 +113,7 @@ pub fn text_array(items: &[&str]) -> pg_sys::Datum {
         return text_array_by_postgres(items);
     };
     unsafe {
-        let p = pg_sys::palloc(len).cast::<u8>();
+        let p = crate::raw::alloc(len);
         let out = std::slice::from_raw_parts_mut(p, len);
         array_disk::write_text_array(items, u32::from(pg_sys::TEXTOID), out);
         pg_sys::Datum::from(p)
@@ -148,7 +148,7 @@ fn pack<'s>(
     if total == 0 {
         return;
     }
-    let base = unsafe { pg_sys::palloc(total) }.cast::<u8>();
+    let base = crate::raw::alloc(total);
     let mut at = 0;
     for (i, s) in strings.enumerate() {
         let Some(s) = s else { continue };
