@@ -259,7 +259,13 @@ fn output_function(type_oid: pg_sys::Oid) -> pg_sys::Oid {
 /// integers, booleans, strings and nulls is laid out here
 /// (jsonb_disk.rs); any other is built by Postgres under one guard
 /// (raw.rs).
-pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) -> pg_sys::Datum {
+pub fn object<'c>(
+    values: &Values,
+    columns: impl Iterator<Item = &'c Column> + Clone,
+) -> pg_sys::Datum {
+    if let Some(datum) = scalars(values, columns.clone()).and_then(|sorted| stored(&sorted)) {
+        return datum;
+    }
     let pairs = pairs(values, columns);
     let plain = unsafe { plain(&pairs) };
     plain
@@ -273,8 +279,13 @@ pub fn object<'c>(values: &Values, columns: impl Iterator<Item = &'c Column>) ->
 /// printing the jsonb back.
 pub fn object_and_text<'c>(
     values: &Values,
-    columns: impl Iterator<Item = &'c Column>,
+    columns: impl Iterator<Item = &'c Column> + Clone,
 ) -> (pg_sys::Datum, Option<Vec<u8>>) {
+    if let Some(sorted) = scalars(values, columns.clone()) {
+        if let Some(datum) = stored(&sorted) {
+            return (datum, Some(pgtext::object_sorted(&sorted)));
+        }
+    }
     let pairs = pairs(values, columns);
     let plain = unsafe { plain(&pairs) };
     let (datum, text) = match plain {
@@ -282,6 +293,27 @@ pub fn object_and_text<'c>(
         None => (None, None),
     };
     (datum.unwrap_or_else(|| build(&pairs)), text)
+}
+
+/// The columns as plain scalars in jsonb's key order, read straight from
+/// the row when each is an integer, boolean or text column (the common
+/// row): no builder values in between. None if any is of another type.
+fn scalars<'v, 'c: 'v>(
+    values: &Values,
+    columns: impl Iterator<Item = &'c Column>,
+) -> Option<pgtext::Pairs<'v>> {
+    let mut sorted = columns
+        .map(|c| {
+            let value = match values.get(c.index) {
+                None => Scalar::Null,
+                // Text in place, or detoasted into the row's memory context.
+                Some(d) => unsafe { plain_scalar(c.type_oid, d)? },
+            };
+            Some((c.name.as_bytes(), value))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    pgtext::sort_keys(&mut sorted);
+    Some(sorted)
 }
 
 /// Each column's key and value, laid out for the builder.
@@ -442,24 +474,43 @@ unsafe fn build_object(pairs: *const (pg_sys::JsonbValue, Pending), n: usize) ->
 /// and the print-and-parse it does for integers; None for any other type.
 ///
 /// # Safety
-/// `d` is a non-null datum of type `type_oid`.
-unsafe fn scalar(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> Option<Pending> {
-    let mut out = null_value();
-    match type_oid {
-        pg_sys::INT2OID => return Some(Pending::Int(i64::from(d.value() as i16))),
-        pg_sys::INT4OID => return Some(Pending::Int(i64::from(d.value() as i32))),
-        pg_sys::INT8OID => return Some(Pending::Int(d.value() as i64)),
-        pg_sys::BOOLOID => {
-            out.type_ = pg_sys::jbvType::jbvBool;
-            out.val.boolean = d.value() != 0;
-        }
+/// `d` is a non-null datum of type `type_oid`; text is read in place (or
+/// detoasted into the current memory context) and lives as long as that.
+unsafe fn plain_scalar<'a>(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> Option<Scalar<'a>> {
+    Some(match type_oid {
+        pg_sys::INT2OID => Scalar::Int(i64::from(d.value() as i16)),
+        pg_sys::INT4OID => Scalar::Int(i64::from(d.value() as i32)),
+        pg_sys::INT8OID => Scalar::Int(d.value() as i64),
+        pg_sys::BOOLOID => Scalar::Bool(d.value() != 0),
         pg_sys::TEXTOID | pg_sys::VARCHAROID => {
             let text = packed(d);
-            out.type_ = pg_sys::jbvType::jbvString;
-            out.val.string.len = i32::try_from(pgrx::varsize_any_exhdr(text)).unwrap_or(i32::MAX);
-            out.val.string.val = pgrx::vardata_any(text).cast_mut();
+            Scalar::Str(std::slice::from_raw_parts(
+                pgrx::vardata_any(text).cast::<u8>(),
+                pgrx::varsize_any_exhdr(text),
+            ))
         }
         _ => return None,
+    })
+}
+
+/// [`plain_scalar`] as a value for the builder.
+///
+/// # Safety
+/// As [`plain_scalar`].
+unsafe fn scalar(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> Option<Pending> {
+    let mut out = null_value();
+    match plain_scalar(type_oid, d)? {
+        Scalar::Int(n) => return Some(Pending::Int(n)),
+        Scalar::Null => {}
+        Scalar::Bool(b) => {
+            out.type_ = pg_sys::jbvType::jbvBool;
+            out.val.boolean = b;
+        }
+        Scalar::Str(s) => {
+            out.type_ = pg_sys::jbvType::jbvString;
+            out.val.string.len = i32::try_from(s.len()).unwrap_or(i32::MAX);
+            out.val.string.val = s.as_ptr().cast_mut().cast();
+        }
     }
     Some(Pending::Ready(out))
 }
