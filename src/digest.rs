@@ -106,9 +106,9 @@ pub fn lower_hex(bytes: &[u8]) -> String {
 pub struct Hex([u8; 64]);
 
 impl Hex {
-    pub fn of(digest: &[u8]) -> Hex {
+    pub fn of(digest: [u8; 32]) -> Hex {
         let mut out = [0u8; 64];
-        lower_hex_into(&digest[..digest.len().min(32)], &mut out);
+        lower_hex_into(&digest, &mut out);
         Hex(out)
     }
 
@@ -155,8 +155,8 @@ mod tests {
         assert_eq!(lower_hex(&[]), "");
         let digest = Sha256::digest(b"pg_stepup");
         assert_eq!(lower_hex(&digest), hex::encode(digest));
-        assert_eq!(Hex::of(&digest).as_str(), hex::encode(digest));
-        assert_eq!(Hex::of(&digest).to_string(), hex::encode(digest));
+        assert_eq!(Hex::of(digest.into()).as_str(), hex::encode(digest));
+        assert_eq!(Hex::of(digest.into()).to_string(), hex::encode(digest));
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl RowHasher {
     }
 
     pub fn finish(self) -> Hex {
-        Hex::of(&self.0.finalize())
+        Hex::of(self.0.finalize().into())
     }
 }
 
@@ -116,7 +116,7 @@ impl EntryHasher {
     }
 
     pub fn finish(self) -> Hex {
-        Hex::of(&self.0.finalize())
+        Hex::of(self.0.finalize().into())
     }
 }
 
