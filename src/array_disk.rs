@@ -16,8 +16,9 @@ use crate::jsonb_disk::varlena_header;
 const HEADER_1D: usize = 24;
 /// An empty array: the header alone, ndim 0.
 const HEADER_EMPTY: usize = 16;
-/// Postgres' MaxArraySize: elements an array may hold.
-const MAX_ELEMENTS: usize = 0x3FFF_FFFF / 4;
+/// Postgres' MaxArraySize (MaxAllocSize / sizeof(Datum)): elements an
+/// array may hold.
+const MAX_ELEMENTS: usize = 0x3FFF_FFFF / std::mem::size_of::<usize>();
 
 /// Size of the text[] of `items`; None if it is not an array Postgres
 /// would build (too many elements, or over a varlena's 1 GB): the caller
@@ -114,6 +115,9 @@ mod tests {
         );
         assert_eq!(array_len(1, [0x4000_0000 - 28].into_iter()), None);
         assert_eq!(array_len(2, [usize::MAX - 2, 1].into_iter()), None);
-        assert_eq!(array_len(MAX_ELEMENTS + 1, std::iter::empty()), None);
+        // MaxArraySize elements of "" fit (24 + 4 bytes each); one more does not.
+        let empties = |n| array_len(n, std::iter::repeat_n(0, n));
+        assert_eq!(empties(MAX_ELEMENTS), Some(24 + 4 * MAX_ELEMENTS));
+        assert_eq!(empties(MAX_ELEMENTS + 1), None);
     }
 }

@@ -83,8 +83,11 @@ const MAX_ALLOC: usize = 0x3FFF_FFFF;
 
 /// `size` bytes in the current memory context, as palloc gives them. With
 /// MCXT_ALLOC_NO_OOM and a size within MaxAllocSize, MemoryContextAllocExtended
-/// reports failure by returning NULL (mcxt.c; AllocSetAlloc returns NULL
-/// when malloc fails): out of memory is raised here, from Rust.
+/// reports failure by returning NULL (mcxt.c; AllocSet and Generation
+/// contexts return NULL when malloc fails; a Slab context's size check can
+/// raise, but slab contexts serve logical decoding only and are never the
+/// current context of the callers here): out of memory is raised here,
+/// from Rust.
 pub fn alloc(size: usize) -> *mut u8 {
     if size > MAX_ALLOC {
         pgrx::ereport!(

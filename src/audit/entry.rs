@@ -114,6 +114,8 @@ pub fn text_array(items: &[&str]) -> pg_sys::Datum {
     };
     unsafe {
         let p = crate::raw::alloc(len);
+        // Initialised before a slice is made over it.
+        std::ptr::write_bytes(p, 0, len);
         let out = std::slice::from_raw_parts_mut(p, len);
         array_disk::write_text_array(items, u32::from(pg_sys::TEXTOID), out);
         pg_sys::Datum::from(p)
