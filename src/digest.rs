@@ -97,7 +97,10 @@ pub fn row_change(
 /// it char by char through an iterator: it was half of a row digest's
 /// cost, perf of the audit trigger.)
 pub fn lower_hex(bytes: &[u8]) -> String {
-    lower_hex_into(bytes, &mut vec![0u8; bytes.len() * 2]).to_owned()
+    let mut out = vec![0u8; bytes.len() * 2];
+    lower_hex_into(bytes, &mut out);
+    // SAFETY: lower_hex_into writes ASCII digits only.
+    unsafe { String::from_utf8_unchecked(out) }
 }
 
 /// A SHA-256 as lowercase hex, on the stack: the audit writes three per

@@ -263,14 +263,7 @@ pub fn object<'c>(
     values: &Values,
     columns: impl Iterator<Item = &'c Column> + Clone,
 ) -> pg_sys::Datum {
-    if let Some(datum) = scalars(values, columns.clone()).and_then(|sorted| stored(&sorted)) {
-        return datum;
-    }
-    let pairs = pairs(values, columns);
-    let plain = unsafe { plain(&pairs) };
-    plain
-        .and_then(|sorted| stored(&sorted))
-        .unwrap_or_else(|| build(&pairs))
+    laid_out(values, columns, false).0
 }
 
 /// [`object`], and its text exactly as `jsonb_out` writes it when every
@@ -281,18 +274,30 @@ pub fn object_and_text<'c>(
     values: &Values,
     columns: impl Iterator<Item = &'c Column> + Clone,
 ) -> (pg_sys::Datum, Option<Vec<u8>>) {
+    laid_out(values, columns, true)
+}
+
+/// The object, and its text if `with_text` and it is plain: integer,
+/// boolean and text columns straight from the row ([`scalars`]); other
+/// plain values through the builder's values ([`plain`]); anything else,
+/// or an object too large to lay out here, built by Postgres.
+fn laid_out<'c>(
+    values: &Values,
+    columns: impl Iterator<Item = &'c Column> + Clone,
+    with_text: bool,
+) -> (pg_sys::Datum, Option<Vec<u8>>) {
+    let text = |sorted: &[(&[u8], Scalar)]| with_text.then(|| pgtext::object_sorted(sorted));
     if let Some(sorted) = scalars(values, columns.clone()) {
         if let Some(datum) = stored(&sorted) {
-            return (datum, Some(pgtext::object_sorted(&sorted)));
+            return (datum, text(&sorted));
         }
     }
     let pairs = pairs(values, columns);
-    let plain = unsafe { plain(&pairs) };
-    let (datum, text) = match plain {
-        Some(sorted) => (stored(&sorted), Some(pgtext::object_sorted(&sorted))),
+    let (datum, printed) = match unsafe { plain(&pairs) } {
+        Some(sorted) => (stored(&sorted), text(&sorted)),
         None => (None, None),
     };
-    (datum.unwrap_or_else(|| build(&pairs)), text)
+    (datum.unwrap_or_else(|| build(&pairs)), printed)
 }
 
 /// The columns as plain scalars in jsonb's key order, read straight from
