@@ -5,6 +5,7 @@ extension (--release) and starts a throwaway PostgreSQL 15 cluster.
 Scenarios (pgbench scripts in bench/pgbench/, reference in reference.sql):
   1  baseline   UPDATE by primary key, unprotected table
   1b floor      the same UPDATE + one plain row appended to a log table
+  1c wide floor 1b with a log row as large as scenario 2's audit entry
   2  protected  present() + UPDATE gated at aal2 and audited
   3  audited    UPDATE audited, not gated
   4  reference  the PL/pgSQL + pgcrypto implementation of 2
@@ -32,8 +33,9 @@ from mint import mint  # noqa: E402
 
 DB = "bench"
 APP = "bench_app"
+# In this order (and reversed every other repeat): 2 runs next to 1b and 1c.
 PGBENCH_SCENARIOS = [("1", "1_baseline"), ("1b", "1b_floor"), ("2", "2_protected"),
-                     ("3", "3_audited"), ("4", "4_reference")]
+                     ("1c", "1c_floor_wide"), ("3", "3_audited"), ("4", "4_reference")]
 
 
 def args():
@@ -145,7 +147,8 @@ class Bench:
         scenarios = [(key, script) for key, script in PGBENCH_SCENARIOS if key in wanted]
         for rep in range(self.a.repeats):
             with self.conn() as c:
-                c.execute("VACUUM bench.plain, bench.floor, bench.protected, bench.audited, bench.reference")
+                c.execute("VACUUM bench.plain, bench.floor, bench.floor_wide, bench.protected, bench.audited, "
+                          "bench.reference")
             # Every other repeat runs the scenarios in reverse, so that no
             # scenario always follows the same one (1b and 2 stay neighbours:
             # their ratio compares cells seconds apart).
@@ -173,7 +176,7 @@ class Bench:
                 self.say(f"{key + ' ' + names[key]:<34}{cells}")
         # Cells of one repeat ran seconds apart: the median of the per-repeat
         # ratios is steadier than the ratio of medians on a shared machine.
-        for a, b in [("2", "1"), ("2", "1b"), ("3", "1"), ("2", "4")]:
+        for a, b in [("2", "1"), ("2", "1b"), ("3", "1"), ("2", "4"), ("1c", "1b"), ("2", "1c")]:
             if a in wanted and b in wanted:
                 ratios = {n: statistics.median(x[0] / y[0] for x, y in zip(runs[(a, n)], runs[(b, n)]))
                           for n in clients}
@@ -278,7 +281,7 @@ class Bench:
 
 def main():
     a = args()
-    wanted = set(a.only.split(",")) if a.only else {"1", "1b", "2", "3", "4", "5", "6"}
+    wanted = set(a.only.split(",")) if a.only else {"1", "1b", "1c", "2", "3", "4", "5", "6"}
     b = Bench(a)
     started = time.time()
     b.setup()
@@ -288,7 +291,7 @@ def main():
                          "WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers')").fetchone()[0]
     b.say(f"# pg_stepup benchmark {time.strftime('%Y-%m-%d %H:%M:%S')}; {version.split(',')[0]}; "
           f"{os.cpu_count()} CPUs; {conf}")
-    if wanted & {"1", "1b", "2", "3", "4"}:
+    if wanted & {"1", "1b", "1c", "2", "3", "4"}:
         b.pgbench_matrix(wanted)
     if "6" in wanted:
         b.present()
