@@ -4,9 +4,9 @@
 use std::ffi::CStr;
 
 use pgrx::prelude::*;
-use pgrx::JsonB;
 
 use crate::digest;
+use crate::jsonb::JsonbArg;
 use crate::raise::bad_argument;
 
 /// `"<schema>.<name>"` of a relation, unquoted, as the digest names it.
@@ -51,7 +51,7 @@ CREATE FUNCTION stepup.change_digest(target regclass, op text, key jsonb, change
 RETURNS text STRICT STABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'change_digest_wrapper';
 "#)]
-fn change_digest(target: pg_sys::Oid, op: &str, key: JsonB, changes: JsonB) -> String {
+fn change_digest(target: pg_sys::Oid, op: &str, key: JsonbArg, changes: JsonbArg) -> String {
     let Some(table) = qualified_name(target) else {
         bad_argument(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
@@ -59,7 +59,17 @@ fn change_digest(target: pg_sys::Oid, op: &str, key: JsonB, changes: JsonB) -> S
             "Pass an existing table, e.g. 'public.payouts'.",
         );
     };
-    match digest::change_digest(&table, op, &key.0, &changes.0) {
+    let read = |what: &str, arg: &JsonbArg| {
+        arg.value().unwrap_or_else(|e| {
+            bad_argument(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("{what} cannot be canonicalized: {e}"),
+                digest::UNREPRESENTABLE_HINT,
+            )
+        })
+    };
+    let (key, changes) = (read("key", &key), read("changes", &changes));
+    match digest::change_digest(&table, op, &key, &changes) {
         Ok(d) => d,
         Err(e) => bad_argument(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,

@@ -52,6 +52,13 @@ pub fn canonical_change(
     serde_jcs::to_vec(&doc).map_err(|e| DigestError::Canonicalization(e.to_string()))
 }
 
+/// What to do about a value the change digest cannot hold (serde_json's
+/// limits, which RFC 8785's IEEE-double numbers share).
+pub const UNREPRESENTABLE_HINT: &str =
+    "Numbers in a change digest are IEEE doubles (RFC 8785): keep \
+     them within 1.8e308 (amounts as integers of the smallest unit, or as text), and JSON nesting \
+     under 128 levels.";
+
 /// Lowercase hex SHA-256 of [`canonical_change`].
 pub fn change_digest(
     table: &str,

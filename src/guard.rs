@@ -122,33 +122,51 @@ fn unbound_change(
     chg: &[String],
 ) -> Option<Rejection> {
     let name = table.clone().unwrap_or_default();
-    let expected = match op {
-        Op::Truncate => None,
-        _ => {
-            let rel = old.or(new)?.rel;
-            let key_columns: Vec<String> =
-                rows::key_columns(rel).into_iter().map(|c| c.name).collect();
-            let (old, new) = (old.map(render::as_json), new.map(render::as_json));
-            let (key, changes) = digest::row_change(&key_columns, old.as_ref(), new.as_ref());
-            digest::change_digest(&name, op.name(), &key, &changes).ok()
+    const SIGN: &str = "Have the identity provider sign chg with stepup.change_digest(table, op, key, changes) of this exact change.";
+    // Err: why no digest of this change can be in chg (refused, never
+    // allowed), and what to do.
+    let expected: Result<String, (String, &str)> = match (op, old.or(new)) {
+        (Op::Truncate, _) => Err((
+            "TRUNCATE is not a row change an assertion can bind; DELETE the rows instead".into(),
+            SIGN,
+        )),
+        (_, None) => Err(("the trigger reported no row to bind".into(), SIGN)),
+        (_, Some(row)) => {
+            let key_columns: Vec<String> = rows::key_columns(row.rel)
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            let json = |r: Option<Row>| r.map(render::as_json).transpose();
+            let unrepresentable = |e: String| {
+                let why = format!("this change has no digest: {e}");
+                (why, digest::UNREPRESENTABLE_HINT)
+            };
+            match (json(old), json(new)) {
+                (Ok(old), Ok(new)) => {
+                    let (key, changes) =
+                        digest::row_change(&key_columns, old.as_ref(), new.as_ref());
+                    digest::change_digest(&name, op.name(), &key, &changes)
+                        .map_err(|e| unrepresentable(e.to_string()))
+                }
+                (Err(e), _) | (_, Err(e)) => Err(unrepresentable(format!(
+                    "a value of the row cannot be canonicalized ({e})"
+                ))),
+            }
         }
     };
-    if expected.as_ref().is_some_and(|d| chg.contains(d)) {
+    if expected.as_ref().is_ok_and(|d| chg.contains(d)) {
         return None;
     }
     let mut r = gate::step_up_required(req, &Unmet::NoAssertion, table, op.name());
     r.code = Code::ChangeNotAuthorised;
     r.message = "change not authorised by the step-up assertion".into();
-    r.detail = match &expected {
-        Some(d) => format!("expected change digest {d} in chg"),
-        None => {
-            "TRUNCATE is not a row change an assertion can bind; DELETE the rows instead".into()
-        }
+    (r.detail, r.hint) = match expected {
+        Ok(d) => (
+            format!("expected change digest {d} in chg"),
+            Some(SIGN.into()),
+        ),
+        Err((why, hint)) => (why, Some(hint.into())),
     };
-    r.hint = Some(
-        "Have the identity provider sign chg with stepup.change_digest(table, op, key, changes) of this exact change."
-            .into(),
-    );
     Some(r)
 }
 

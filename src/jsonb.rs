@@ -3,11 +3,13 @@
 //! claims it already parsed, and jsonb_in was a third of its cost (perf,
 //! 300,000 calls in one backend).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::ptr::null_mut;
 
-use pgrx::callconv::{BoxRet, FcInfo};
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
+use pgrx::nullable::Nullable;
 use pgrx::pg_sys::{self, JsonbIteratorToken as Tok};
+use pgrx::FromDatum;
 use serde_json::{Map, Value};
 
 /// A jsonb datum, returned as is.
@@ -136,3 +138,57 @@ unsafe impl BoxRet for Jsonb {
 }
 
 pgrx::impl_sql_translatable!(Jsonb, "jsonb");
+
+/// A jsonb datum as serde_json reads its text (`jsonb_out`). Unlike pgrx's
+/// `JsonB`, which panics (XX000), what serde_json cannot hold comes back as
+/// an error to report: a number beyond an IEEE double (`1e400`, which
+/// `numeric` and so `jsonb` accept), nesting deeper than 128.
+pub fn to_value(datum: pg_sys::Datum) -> Result<Value, serde_json::Error> {
+    // SAFETY: a non-null jsonb datum; jsonb_out detoasts it and returns a
+    // palloc'd C string in the current memory context.
+    let text = unsafe {
+        let p = pgrx::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(datum)])
+            .map(|d| d.cast_mut_ptr::<std::ffi::c_char>())
+            .unwrap_or(null_mut());
+        if p.is_null() {
+            &[][..]
+        } else {
+            CStr::from_ptr(p).to_bytes()
+        }
+    };
+    serde_json::from_slice(text)
+}
+
+/// A `jsonb` argument, read with [`to_value`] by the function that takes it.
+pub struct JsonbArg(pg_sys::Datum);
+
+impl JsonbArg {
+    pub fn value(&self) -> Result<Value, serde_json::Error> {
+        to_value(self.0)
+    }
+}
+
+impl FromDatum for JsonbArg {
+    unsafe fn from_polymorphic_datum(
+        datum: pg_sys::Datum,
+        is_null: bool,
+        _: pg_sys::Oid,
+    ) -> Option<Self> {
+        (!is_null && !datum.is_null()).then_some(JsonbArg(datum))
+    }
+}
+
+// SAFETY: unboxed with FromDatum from a `jsonb` argument, as pgrx does for JsonB.
+unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArg {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        // SAFETY: the caller's contract (the argument is non-null jsonb).
+        unsafe { arg.unbox_arg_using_from_datum() }.expect("argument must not be null")
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        // SAFETY: the caller's contract (the argument is jsonb).
+        unsafe { arg.unbox_arg_using_from_datum() }.into()
+    }
+}
+
+pgrx::impl_sql_translatable!(JsonbArg, "jsonb");

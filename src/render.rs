@@ -8,8 +8,7 @@ use std::ffi::CStr;
 use std::ptr::null_mut;
 
 use pgrx::pg_sys::{self, JsonbIteratorToken as Tok};
-use pgrx::prelude::*;
-use pgrx::{JsonB, PgTupleDesc};
+use pgrx::PgTupleDesc;
 use serde_json::{Map, Value};
 
 use crate::catalog::OidMap;
@@ -88,15 +87,17 @@ pub const OUTPUT_SETTINGS: &[(&CStr, &CStr)] = &[
 
 /// The row as `to_jsonb` renders it with TimeZone UTC and the default
 /// output settings: what `stepup.change_digest` callers are told to send.
-pub fn as_json(row: Row) -> Map<String, Value> {
-    let json = rendered(&rows::shape(row.rel), || unsafe {
+/// An error names what serde_json (and so RFC 8785) cannot hold, such as a
+/// `numeric` of 1e400.
+pub fn as_json(row: Row) -> Result<Map<String, Value>, serde_json::Error> {
+    let json = rendered(&rows::shape(row.rel), || {
         let columns = row.columns();
-        JsonB::from_datum(object(&row.values(), columns.iter()), false)
-    });
-    match json {
-        Some(JsonB(Value::Object(m))) => m,
+        crate::jsonb::to_value(object(&row.values(), columns.iter()))
+    })?;
+    Ok(match json {
+        Value::Object(m) => m,
         _ => Map::new(),
-    }
+    })
 }
 
 /// The text of each value (type, datum; None: SQL NULL) as its type's

@@ -348,6 +348,34 @@ def test_bind_change_every_row_of_a_statement(app, hs, make_table, su):
     assert stepped_up(app, hs.token(extra={"chg": [d1, d2]}), f"DELETE FROM {name} WHERE id IN (1, 2)") == 2
 
 
+def test_bind_change_refuses_a_change_it_cannot_digest(app, hs, make_table, su):
+    """A numeric beyond an IEEE double (1e400) or a row whose old value is one
+    has no RFC 8785 digest: the change is refused as SU004 with the reason,
+    never allowed and never an internal error; change_digest refuses the same
+    values (22023), so no assertion could ever bind them."""
+    name = make_table()
+    protect(su, name, bind_change=True)
+    d = scalar(app, "SELECT stepup.change_digest(%s, 'UPDATE', '{\"id\": 1}', '{\"amount\": 1e300}')", [name])
+    with app.transaction():
+        present(app, hs.token(extra={"chg": [d]}))
+        err = expect_error(app, f"UPDATE {name} SET amount = 1e400 WHERE id = 1", None, "SU004")
+    assert err.diag.message_detail.startswith("this change has no digest: a value of the row cannot be canonicalized")
+    assert "IEEE doubles" in err.diag.message_hint
+    expect_error(app, "SELECT stepup.change_digest(%s, 'UPDATE', '{\"id\": 1}', '{\"amount\": 1e400}')",
+                 [name], "22023")
+    # The same table still binds a representable change (1e300 is a double).
+    assert stepped_up(app, hs.token(extra={"chg": [d]}), f"UPDATE {name} SET amount = 1e300 WHERE id = 1") == 1
+    # A row already holding 1e400 (INSERT is not gated here) cannot be bound
+    # either, whatever the change: the old row is rendered for the key.
+    app.execute(f"INSERT INTO {name} (id, amount) VALUES (100, 1e400)")
+    d2 = scalar(app, "SELECT stepup.change_digest(%s, 'UPDATE', '{\"id\": 100}', '{\"note\": \"x\"}')", [name])
+    with app.transaction():
+        present(app, hs.token(extra={"chg": [d2]}))
+        err = expect_error(app, f"UPDATE {name} SET note = 'x' WHERE id = 100", None, "SU004")
+    assert "cannot be canonicalized" in err.diag.message_detail
+    assert scalar(su, f"SELECT note FROM {name} WHERE id = 100") is None
+
+
 # --- DDL that would weaken protection (SU006) -----------------------------------------
 
 WEAKENINGS = [
