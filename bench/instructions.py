@@ -36,7 +36,7 @@ def statements(scenario, n, token):
     yield ("PREPARE floor_update(int) AS UPDATE bench.floor SET balance = balance + 1 WHERE id = $1;")
     yield ("PREPARE floor_log(int) AS INSERT INTO bench.floor_log (table_name, op, key) "
            "VALUES ('bench.floor', 'UPDATE', $1);")
-    yield f"PREPARE present AS SELECT 1 FROM stepup.present('{token}');"
+    yield f"PREPARE present AS SELECT stepup.present('{token}') IS NOT NULL;"
     yield "PREPARE protected_update(int) AS UPDATE bench.protected SET balance = balance + 1 WHERE id = $1;"
     yield "PREPARE audited_update(int) AS UPDATE bench.audited SET balance = balance + 1 WHERE id = $1;"
     for _ in range(n):

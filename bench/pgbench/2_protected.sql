@@ -1,5 +1,5 @@
 \set id random(1, :rows)
 BEGIN;
-SELECT 1 FROM stepup.present(:tok);
+SELECT stepup.present(:tok) IS NOT NULL;
 UPDATE bench.protected SET balance = balance + 1 WHERE id = :id;
 END;

@@ -1,5 +1,5 @@
 \set id random(1, :rows)
 BEGIN;
-SELECT 1 FROM ref.present(:tok);
+SELECT ref.present(:tok) IS NOT NULL;
 UPDATE bench.reference SET balance = balance + 1 WHERE id = :id;
 END;
