@@ -121,8 +121,8 @@ fn unbound_change(
     new: Option<Row>,
     chg: &[String],
 ) -> Option<Rejection> {
-    let name = table.clone().unwrap_or_default();
     const SIGN: &str = "Have the identity provider sign chg with stepup.change_digest(table, op, key, changes) of this exact change.";
+    let name = table.clone().unwrap_or_default();
     // Err: why no digest of this change can be in chg (refused, never
     // allowed), and what to do.
     let expected: Result<String, (String, &str)> = match (op, old.or(new)) {
