@@ -303,6 +303,11 @@ def test_verify_and_digest_bad_input(fresh):
     su = fresh.connect()
     expect_error(su, "SELECT * FROM stepup.verify_audit('{}')", None, "22023")
     expect_error(su, "SELECT * FROM stepup.verify_audit('{\"seq\": -1, \"hash\": \"x\"}')", None, "22023")
+    # What serde_json cannot hold is a bad digest too, not an internal error.
+    err = expect_error(su, "SELECT * FROM stepup.verify_audit('{\"seq\": 1e400, \"hash\": \"x\"}')", None, "22023")
+    assert err.diag.message_primary.startswith("digest cannot be read: number out of range")
+    expect_error(su, "SELECT * FROM stepup.verify_audit(('{\"seq\": 1, \"hash\": \"x\", \"x\": ' || "
+                     "repeat('[', 200) || repeat(']', 200) || '}')::jsonb)", None, "22023")
     expect_error(su, "SELECT stepup.entry_hash('{a}')", None, "22023")
     app = fresh.app()
     expect_error(app, "SELECT * FROM stepup.verify_audit()", None, "42501")

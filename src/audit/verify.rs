@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::chain::{Bad, Link, Walk};
 use super::encoding::GENESIS;
 use super::entry::{self, Values};
+use crate::jsonb::JsonbArg;
 use crate::owner;
 use crate::raise::bad_argument;
 
@@ -44,7 +45,7 @@ fn verify_audit() -> TableIterator<
 /// must still be in the chain: catches removal of the newest entries.
 #[pg_extern(volatile, parallel_unsafe, name = "verify_audit")]
 fn verify_audit_digest(
-    digest: JsonB,
+    digest: JsonbArg,
 ) -> TableIterator<
     'static,
     (
@@ -54,7 +55,14 @@ fn verify_audit_digest(
         name!(reason, Option<String>),
     ),
 > {
-    let want = head_of(&digest.0);
+    let digest = digest.value().unwrap_or_else(|e| {
+        bad_argument(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("digest cannot be read: {e}"),
+            HEAD_HINT,
+        )
+    });
+    let want = head_of(&digest);
     report(walk_chain(Some(want)))
 }
 
@@ -82,6 +90,8 @@ fn audit_digest() -> JsonB {
 }
 
 /// (seq, hash, entry id) of a saved digest.
+const HEAD_HINT: &str = "Pass the jsonb stepup.audit_digest() returned.";
+
 fn head_of(d: &Value) -> (i64, String, Option<i64>) {
     let seq = d.get("seq").and_then(Value::as_i64);
     let hash = d.get("hash").and_then(Value::as_str);
@@ -92,7 +102,7 @@ fn head_of(d: &Value) -> (i64, String, Option<i64>) {
         _ => bad_argument(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             "digest must have a non-negative \"seq\" and a \"hash\"".into(),
-            "Pass the jsonb stepup.audit_digest() returned.",
+            HEAD_HINT,
         ),
     }
 }
