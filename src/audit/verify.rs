@@ -89,9 +89,9 @@ fn audit_digest() -> JsonB {
     }))
 }
 
-/// (seq, hash, entry id) of a saved digest.
 const HEAD_HINT: &str = "Pass the jsonb stepup.audit_digest() returned.";
 
+/// (seq, hash, entry id) of a saved digest.
 fn head_of(d: &Value) -> (i64, String, Option<i64>) {
     let seq = d.get("seq").and_then(Value::as_i64);
     let hash = d.get("hash").and_then(Value::as_str);
