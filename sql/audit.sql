@@ -97,9 +97,13 @@ BEGIN
             USING ERRCODE = 'invalid_transaction_state',
                   HINT = 'Call it in its own READ COMMITTED transaction: it must see what committed since.';
     END IF;
-    -- One sealer at a time (writers never take this lock). Statements after
-    -- it see every link a previous sealer committed.
-    PERFORM pg_advisory_xact_lock(7305551626170716448);
+    -- One sealer at a time (writers never take this lock). A table lock
+    -- only the extension's owner can take: SHARE ROW EXCLUSIVE conflicts
+    -- with itself, and a role that may only read audit_chain can take no
+    -- mode that blocks it (an advisory lock, which any role can take,
+    -- could stop sealing). Statements after it see every link a previous
+    -- sealer committed.
+    LOCK TABLE stepup.audit_chain IN SHARE ROW EXCLUSIVE MODE;
     SELECT c.seq, c.link_hash INTO s, prev FROM stepup.audit_chain c ORDER BY c.seq DESC LIMIT 1;
     s := coalesce(s, 0);
     prev := coalesce(prev, repeat('0', 64));
@@ -118,6 +122,45 @@ BEGIN
 END
 $$;
 
+-- An entry that is not a row change (op 'TRUNCATE', 'DDL'): written by the
+-- extension as its owner, hashed by the same encoding as every entry.
+CREATE FUNCTION stepup.record_event(
+    table_name text, op text, old_values jsonb, new_values jsonb,
+    role_name text, session_role text,
+    kid text, jti text, sub text, acr text, amr text[], auth_time timestamptz)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e stepup.audit_log;
+BEGIN
+    e.id := nextval('stepup.audit_log_id_seq');
+    e.at := clock_timestamp();
+    e.txid := txid_current();
+    e.table_name := table_name;
+    e.op := op;
+    e.old_values := old_values;
+    e.new_values := new_values;
+    e.role_name := role_name;
+    e.session_role := session_role;
+    e.application_name := current_setting('application_name');
+    e.client_addr := inet_client_addr();
+    e.kid := kid;
+    e.jti := jti;
+    e.sub := sub;
+    e.acr := acr;
+    e.amr := amr;
+    e.auth_time := auth_time;
+    e.entry_hash := stepup.entry_hash(stepup.entry_fields(
+        e.id, e.at, e.txid, e.table_name, e.op, e.key, e.old_digest, e.new_digest, e.changed,
+        e.old_values, e.new_values, e.role_name, e.session_role, e.application_name,
+        e.client_addr, e.kid, e.jti, e.sub, e.acr, e.amr, e.auth_time));
+    INSERT INTO stepup.audit_log SELECT e.*;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION stepup.record_event(text, text, jsonb, jsonb, text, text, text, text, text, text, text[], timestamptz) FROM PUBLIC;
+
 CREATE VIEW stepup.audit_trail AS
 SELECT l.id, l.at AS time, l.role_name AS who, l.table_name AS "table", l.op, l.key,
        l.changed AS changed_columns, l.sub, l.acr
@@ -133,10 +176,18 @@ SELECT pg_catalog.pg_extension_config_dump('stepup.used_jti', '');
 SELECT pg_catalog.pg_extension_config_dump('stepup.levels', $$WHERE name NOT IN ('aal1', 'aal2', 'aal3')$$);
 
 REVOKE EXECUTE ON FUNCTION stepup.seal() FROM PUBLIC;
+-- Whoever can compute entry hashes can forge entries that verify: the
+-- helpers are for the extension's owner alone.
+REVOKE EXECUTE ON FUNCTION stepup.epoch_us(timestamptz) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.entry_fields(bigint, timestamptz, bigint, text, text, jsonb, text, text, text[], jsonb, jsonb, text, text, text, inet, text, text, text, text, text[], timestamptz) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.entry_hash(text[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.link_hash(bigint, bigint, text, text) FROM PUBLIC;
 
 COMMENT ON TABLE stepup.audit_log IS 'One entry per row change of a protected table, append-only; entry_hash covers every field (docs/audit-encoding.md).';
 COMMENT ON TABLE stepup.audit_chain IS 'Hash chain over sealed audit entries, in the order stepup.seal() linked them.';
 COMMENT ON VIEW stepup.audit_trail IS 'Audit entries for people: time, who, table, op, key, changed columns, sub, acr.';
+COMMENT ON FUNCTION stepup.record_event(text, text, jsonb, jsonb, text, text, text, text, text, text, text[], timestamptz) IS
+    'Used by pg_stepup: appends an audit entry that is not a row change (TRUNCATE, DDL allowed by step-up).';
 COMMENT ON FUNCTION stepup.seal() IS 'Link every committed, unsealed audit entry into stepup.audit_chain; returns how many.';
 COMMENT ON FUNCTION stepup.entry_fields(bigint, timestamptz, bigint, text, text, jsonb, text, text, text[], jsonb, jsonb, text, text, text, inet, text, text, text, text, text[], timestamptz) IS
     'The hashed fields of an audit entry as text, in hashing order.';

@@ -13,6 +13,19 @@ BEGIN
 END
 $$;
 
+-- Row digests, change digests and entry hashes are defined over UTF-8 text
+-- (docs/audit-encoding.md): in another server encoding two different values
+-- could share one digest. Refuse rather than hash lossily.
+DO $$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'pg_stepup needs a UTF8 database; this one is %', pg_catalog.getdatabaseencoding()
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Create the database with ENCODING ''UTF8'' (e.g. CREATE DATABASE ... ENCODING ''UTF8'' TEMPLATE template0) and install pg_stepup there.';
+    END IF;
+END
+$$;
+
 -- Verification keys. Readable by no role but the extension's owner: HS256
 -- keys are shared secrets. Key ids are never reused (see add_key).
 CREATE TABLE stepup.keys (
@@ -61,7 +74,16 @@ CREATE TABLE stepup.protected (
     rls_before     text NOT NULL DEFAULT 'untouched'
                    CHECK (rls_before IN ('untouched', 'off', 'on', 'forced')),
     state          jsonb NOT NULL DEFAULT '{}',
-    created_at     timestamptz NOT NULL DEFAULT now()
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    -- The policy follows the data, not its names: the attribute numbers of
+    -- `columns` and `subject_column`, the row filter as Postgres parsed it
+    -- once (pg_node_tree text: columns by number, constants already read),
+    -- and every column the policy names or reads (the DDL guard refuses a
+    -- rename or type change of those without step-up).
+    column_attnums int2[],
+    subject_attnum int2,
+    filter_expr    text,
+    watched        int2[] NOT NULL DEFAULT '{}'
 );
 REVOKE ALL ON stepup.protected FROM PUBLIC;
 ALTER TABLE stepup.protected ENABLE ROW LEVEL SECURITY;
@@ -77,5 +99,7 @@ CREATE TABLE stepup.used_jti (
     used_at    timestamptz NOT NULL,
     expires_at timestamptz NOT NULL
 );
+-- Spent ids of assertions that expired can never be presented again: purged.
+CREATE INDEX used_jti_expires_at ON stepup.used_jti (expires_at);
 REVOKE ALL ON stepup.used_jti FROM PUBLIC;
 ALTER TABLE stepup.used_jti ENABLE ROW LEVEL SECURITY;

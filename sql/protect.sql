@@ -30,10 +30,20 @@ SELECT jsonb_build_object(
     'policies', coalesce((
         SELECT jsonb_object_agg(p.polname, jsonb_build_array(
                    p.polcmd, p.polpermissive, p.polroles::text,
-                   pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)))
+                   -- Parse trees, not their deparsed text, which names the
+                   -- table: renaming the table is harmless.
+                   regexp_replace(p.polqual::text, ':location -?[0-9]+', '', 'g'),
+                   regexp_replace(p.polwithcheck::text, ':location -?[0-9]+', '', 'g')))
           FROM pg_policy p
          WHERE p.polrelid = target
-           AND p.polname IN ('stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner')), '{}'))
+           AND p.polname IN ('stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner')), '{}'),
+    -- Every column the policy names or reads, by number: a rename, a type
+    -- change or a drop of one of them shows here.
+    'columns', coalesce((
+        SELECT jsonb_object_agg(a.attnum, jsonb_build_array(a.attname, a.atttypid::regtype::text, a.attisdropped))
+          FROM stepup.protected s
+          JOIN pg_attribute a ON a.attrelid = s.target AND a.attnum = ANY (s.watched) AND a.attnum > 0
+         WHERE s.target = protection_state.target), '{}'))
 $$;
 
 -- The first thing protect() installed that is now missing or changed, or
@@ -51,7 +61,9 @@ BEGIN
         RETURN NULL;
     END IF;
     FOR k IN SELECT jsonb_object_keys(expected->'triggers') ORDER BY 1 LOOP
-        IF actual->'triggers'->k IS DISTINCT FROM expected->'triggers'->k THEN
+        -- A guard disabled with step-up and enabled again is no weakening.
+        IF actual->'triggers'->k IS DISTINCT FROM expected->'triggers'->k
+           AND actual->'triggers'->k IS DISTINCT FROM jsonb_set(expected->'triggers'->k, '{2}', '"A"') THEN
             RETURN format('trigger %s on %s', k, target);
         END IF;
     END LOOP;
@@ -63,7 +75,57 @@ BEGIN
             RETURN format('policy %s on %s', k, target);
         END IF;
     END LOOP;
+    FOR k IN SELECT jsonb_object_keys(coalesce(expected->'columns', '{}')) ORDER BY 1 LOOP
+        IF actual->'columns'->k IS DISTINCT FROM expected->'columns'->k THEN
+            RETURN format('column %s (%s) of %s', k, expected->'columns'->k->>0, target);
+        END IF;
+    END LOOP;
     RETURN NULL;
+END
+$$;
+
+-- After DDL that was allowed: what the table has now is the new baseline,
+-- and the policy's column names follow its columns through renames.
+CREATE FUNCTION stepup.accept_ddl(target regclass)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE stepup.protected AS p SET
+        columns = (SELECT array_agg(a.attname::text ORDER BY u.o)
+                     FROM unnest(p.column_attnums) WITH ORDINALITY AS u(n, o)
+                     JOIN pg_attribute a ON a.attrelid = p.target AND a.attnum = u.n),
+        subject_column = (SELECT a.attname FROM pg_attribute a
+                           WHERE a.attrelid = p.target AND a.attnum = p.subject_attnum),
+        state = stepup.protection_state(p.target)
+     WHERE p.target = accept_ddl.target;
+END;
+
+-- Guard triggers left enabled but not ALWAYS (ENABLE TRIGGER ALL, which
+-- pg_restore --disable-triggers ends with, or ENABLE REPLICA TRIGGER) fire
+-- only for some sessions: the DDL guard sets them back to ALWAYS.
+CREATE FUNCTION stepup.keep_guards_always()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT g.tgrelid::regclass AS target, g.tgname
+               FROM pg_trigger g JOIN stepup.protected p ON p.target = g.tgrelid
+              WHERE g.tgname IN ('stepup_guard', 'stepup_guard_truncate') AND g.tgenabled IN ('O', 'R') LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', t.target, t.tgname);
+    END LOOP;
+    -- A guard enabled again restores the baseline: disabling it once more
+    -- needs step-up again.
+    UPDATE stepup.protected AS p SET state = jsonb_set(p.state, '{triggers}', s.actual->'triggers')
+      FROM (SELECT q.target, stepup.protection_state(q.target) AS actual FROM stepup.protected q
+             WHERE q.state->'triggers' @> '{}' AND q.state::text LIKE '%"D"%') AS s
+     WHERE p.target = s.target
+       AND s.actual->'triggers' IS DISTINCT FROM p.state->'triggers'
+       AND NOT EXISTS (SELECT 1 FROM jsonb_each(p.state->'triggers') AS e(name, want)
+                        WHERE s.actual->'triggers'->e.name IS DISTINCT FROM jsonb_set(e.want, '{2}', '"A"'));
 END
 $$;
 
@@ -108,7 +170,13 @@ CREATE FUNCTION stepup.protect(
     methods text[] DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
+-- The row filter is parsed here, once: its literals mean the same whatever
+-- the caller's settings.
 SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+SET DateStyle = 'ISO, MDY'
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
 AS $$
 DECLARE
     rel record;
@@ -116,6 +184,10 @@ DECLARE
     bad text;
     gate text;
     rls_before text := 'untouched';
+    col_nums int2[];
+    subject_num int2;
+    parsed text;
+    read_nums int2[];
 BEGIN
     IF target IS NULL OR level IS NULL OR max_age IS NULL OR operations IS NULL
        OR one_time IS NULL OR bind_change IS NULL THEN
@@ -182,6 +254,13 @@ BEGIN
         RAISE EXCEPTION 'row_filter must not be empty'
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL to protect every row.';
     END IF;
+    -- Rows of an inheritance child are read and written through the
+    -- parent by statements that never fire the parent's triggers.
+    IF EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = target) THEN
+        RAISE EXCEPTION '% has inheritance children', target
+            USING ERRCODE = 'wrong_object_type',
+                  HINT = 'A protected table cannot have children: detach them (ALTER TABLE child NO INHERIT parent) and protect each table on its own.';
+    END IF;
     IF bind_change AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = target AND i.indisprimary) THEN
         RAISE EXCEPTION '% has no primary key', target
             USING ERRCODE = 'invalid_table_definition',
@@ -193,6 +272,22 @@ BEGIN
        FROM stepup.protected p WHERE p.target = protect.target;
     -- Also clears guard objects left without a policy.
     PERFORM stepup.remove_protection(target);
+
+    -- The policy by attribute number, so that it follows the data.
+    SELECT array_agg(a.attnum ORDER BY c.o) INTO col_nums
+      FROM unnest(columns) WITH ORDINALITY AS c(name, o)
+      JOIN pg_attribute a ON a.attrelid = target AND a.attname = c.name AND a.attnum > 0 AND NOT a.attisdropped;
+    SELECT a.attnum INTO subject_num FROM pg_attribute a
+     WHERE a.attrelid = target AND a.attname = subject_column AND a.attnum > 0 AND NOT a.attisdropped;
+    IF row_filter IS NOT NULL THEN
+        -- Postgres parses the filter as a policy expression (boolean, no
+        -- aggregates); the parse tree is kept and the policy dropped again.
+        EXECUTE format('CREATE POLICY stepup_parse ON %s AS PERMISSIVE FOR SELECT USING (%s)', target, row_filter);
+        SELECT pol.polqual::text INTO parsed FROM pg_policy pol
+         WHERE pol.polrelid = target AND pol.polname = 'stepup_parse';
+        EXECUTE format('DROP POLICY stepup_parse ON %s', target);
+        read_nums := stepup.filter_columns(parsed);
+    END IF;
 
     -- The row trigger also audits every row change it allows, whether or
     -- not it needs step-up.
@@ -212,8 +307,8 @@ BEGIN
         -- run before the statement's own WHERE and raise for rows it does not
         -- touch. The rows an UPDATE or DELETE changes are checked, old and
         -- new, by the guard trigger, for every role.
-        gate := format('(NOT coalesce((%s), false) OR stepup.require(%L, %L::interval, %L::text[]))',
-                       row_filter, level, max_age, methods);
+        gate := format('(NOT stepup.in_row_filter(%L::regclass, %I.*) OR stepup.require(%L, %L::interval, %L::text[]))',
+                       target::oid, (SELECT c.relname FROM pg_class c WHERE c.oid = target), level, max_age, methods);
         IF 'INSERT' = ANY (ops) THEN
             EXECUTE format('CREATE POLICY stepup_insert ON %s AS RESTRICTIVE FOR INSERT WITH CHECK %s', target, gate);
         END IF;
@@ -234,9 +329,15 @@ BEGIN
     END IF;
 
     INSERT INTO stepup.protected AS p (target, level, max_age, operations, columns, row_filter,
-                                       subject_column, one_time, bind_change, methods, rls_before, state)
+                                       subject_column, one_time, bind_change, methods, rls_before,
+                                       column_attnums, subject_attnum, filter_expr, watched)
     VALUES (target, level, max_age, ops, columns, row_filter,
-            subject_column, one_time, bind_change, methods, rls_before, stepup.protection_state(target));
+            subject_column, one_time, bind_change, methods, rls_before,
+            col_nums, subject_num, parsed,
+            ARRAY(SELECT DISTINCT n FROM unnest(coalesce(col_nums, '{}') || coalesce(read_nums, '{}')
+                                                || ARRAY[subject_num]) AS n
+                   WHERE n IS NOT NULL ORDER BY n));
+    UPDATE stepup.protected AS p SET state = stepup.protection_state(p.target) WHERE p.target = protect.target;
 END
 $$;
 
@@ -262,66 +363,8 @@ SELECT target, level, max_age, operations, columns, row_filter, subject_column,
   FROM stepup.protected;
 GRANT SELECT ON stepup.policies TO PUBLIC;
 
--- DDL guards. Event triggers fire in every session, for every role
--- (superusers are checked, and allowed), also in replica mode.
-CREATE FUNCTION stepup.guard_ddl()
-RETURNS event_trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    p record;
-    gap text;
-BEGIN
-    IF to_regclass('stepup.protected') IS NULL THEN
-        RETURN;
-    END IF;
-    FOR p IN SELECT target, state FROM stepup.protected LOOP
-        gap := stepup.protection_gap(p.target, p.state);
-        IF gap IS NOT NULL THEN
-            PERFORM stepup.allow_ddl(p.target, gap, false);
-        END IF;
-    END LOOP;
-END
-$$;
-
-CREATE FUNCTION stepup.guard_drop()
-RETURNS event_trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    d record;
-BEGIN
-    IF to_regclass('stepup.protected') IS NULL THEN
-        RETURN;
-    END IF;
-    -- A dropped column destroys that column of every row without firing a
-    -- row trigger: it needs the table's step-up like DROP TABLE does.
-    FOR d IN SELECT o.objid, o.objsubid, o.object_type, o.object_identity
-               FROM pg_event_trigger_dropped_objects() AS o
-              WHERE o.classid = 'pg_class'::regclass
-                AND o.objid IN (SELECT p.target::oid FROM stepup.protected p) LOOP
-        PERFORM stepup.allow_ddl(d.objid::regclass, d.object_type || ' ' || d.object_identity,
-                                 d.objsubid = 0);
-    END LOOP;
-END
-$$;
-
-CREATE FUNCTION stepup.guard_rewrite()
-RETURNS event_trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    t oid := pg_event_trigger_table_rewrite_oid();
-BEGIN
-    IF EXISTS (SELECT 1 FROM stepup.protected p WHERE p.target = t) THEN
-        PERFORM stepup.allow_ddl(t::regclass, 'rewrite of every row of ' || t::regclass::text, false);
-    END IF;
-END
-$$;
-
+-- DDL guards (src/ddl.rs). Event triggers fire in every session, for every
+-- role (superusers are checked, and allowed), also in replica mode.
 CREATE EVENT TRIGGER stepup_guard_ddl ON ddl_command_end EXECUTE FUNCTION stepup.guard_ddl();
 CREATE EVENT TRIGGER stepup_guard_drop ON sql_drop EXECUTE FUNCTION stepup.guard_drop();
 CREATE EVENT TRIGGER stepup_guard_rewrite ON table_rewrite EXECUTE FUNCTION stepup.guard_rewrite();
@@ -332,6 +375,13 @@ ALTER EVENT TRIGGER stepup_guard_rewrite ENABLE ALWAYS;
 REVOKE EXECUTE ON FUNCTION stepup.protect(regclass, text, interval, text[], text[], text, name, boolean, boolean, text[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION stepup.unprotect(regclass) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION stepup.remove_protection(regclass) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.protection_state(regclass) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.protection_gap(regclass, jsonb) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.accept_ddl(regclass) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.keep_guards_always() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.guard_ddl() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.guard_drop() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stepup.guard_rewrite() FROM PUBLIC;
 
 COMMENT ON TABLE stepup.protected IS 'Protected tables and their policies; see stepup.policies.';
 COMMENT ON TABLE stepup.used_jti IS 'Assertions spent by one_time policies (jti, when, by whom).';

@@ -95,7 +95,23 @@ pub fn evaluate(req: &Requirement, snapshot: &catalog::Snapshot) -> Result<(), U
     let held = held::current();
     let claims = held.as_ref().map(|h| &*h.claims);
     let held_rank = claims.and_then(|c| snapshot.levels.get(&c.acr).copied());
-    req.check(claims, held_rank, catalog::now_us(), settings::leeway_s())
+    let now_us = catalog::now_us();
+    req.check(claims, held_rank, now_us, settings::leeway_s())?;
+    // Every use re-checks the key: retiring it ends what it authorises,
+    // held assertions included.
+    match claims {
+        Some(c) if !key_valid(snapshot, &c.kid, now_us) => {
+            Err(Unmet::KeyRetired { kid: c.kid.clone() })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn key_valid(snapshot: &catalog::Snapshot, kid: &str, now_us: i64) -> bool {
+    snapshot
+        .keys
+        .get(kid)
+        .is_some_and(|k| k.not_before_us <= now_us && k.not_after_us.is_none_or(|end| now_us < end))
 }
 
 /// Validates level and max_age; errors name what to fix.

@@ -14,7 +14,7 @@ use crate::policy::Op;
 use crate::raise::{raise, Code, LogFields, Rejection};
 use crate::requirement::{Requirement, Unmet};
 use crate::rows::{self, Row};
-use crate::{catalog, digest, gate, held, render, replay};
+use crate::{catalog, digest, filter, gate, held, render, replay};
 
 #[pg_trigger]
 fn guard<'a>(
@@ -27,8 +27,44 @@ fn guard<'a>(
     }
     if td.tg_event & pg_sys::TRIGGER_EVENT_ROW != 0 {
         crate::audit::write_entry(td);
+    } else {
+        truncate_entry(td);
     }
     Ok(None)
+}
+
+/// Every TRUNCATE of a protected table is an audit entry (gated or not):
+/// how many rows it removes, and the assertion held.
+fn truncate_entry(td: &pg_sys::TriggerData) {
+    let relid = unsafe { (*td.tg_relation).rd_id };
+    let (nsp, name) = unsafe {
+        let rel = td.tg_relation;
+        let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
+        let name = std::ffi::CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr());
+        if nsp.is_null() {
+            return;
+        }
+        (
+            std::ffi::CStr::from_ptr(nsp).to_string_lossy().into_owned(),
+            name.to_string_lossy().into_owned(),
+        )
+    };
+    let count = format!(
+        "SELECT pg_catalog.count(*) FROM ONLY {}",
+        spi::quote_qualified_identifier(nsp.as_str(), name.as_str())
+    );
+    let rows = crate::owner::as_owner(|| Spi::get_one::<i64>(&count))
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    let held = held::current();
+    crate::audit::record_event(
+        &qualified_name(relid).unwrap_or_default(),
+        "TRUNCATE",
+        Some(&serde_json::json!({ "rows": rows }).to_string()),
+        None,
+        held.as_ref().map(|h| &*h.claims),
+    );
 }
 
 fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
@@ -57,16 +93,18 @@ fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
         Op::Truncate => (None, None),
     };
     if let (Op::Update, Some(o), Some(n)) = (op, old, new) {
-        if !policy.columns.is_empty() && !rows::changes_any(o, n, &policy.columns) {
+        // Changing a column that decides whether or for whom the row is
+        // protected counts as much as changing a protected one.
+        if policy.only_columns && !rows::changes_any(o, n, &policy.gating) {
             return None;
         }
     }
-    if let Some(filter) = &policy.row_filter {
+    if let Some(filter) = &policy.filter_expr {
         // UPDATE is gated if the row was protected or becomes protected.
         let inside = [old, new]
             .into_iter()
             .flatten()
-            .any(|r| rows::in_filter(r, filter));
+            .any(|r| filter::contains(r, filter));
         if op != Op::Truncate && !inside {
             return None;
         }
@@ -85,11 +123,10 @@ fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
                 column: column.clone(),
             });
         }
-        if [old, new]
-            .into_iter()
-            .flatten()
-            .any(|r| r.text(column).as_deref() != Some(claims.sub.as_str()))
-        {
+        // By attribute number: a renamed column is still the subject.
+        if [old, new].into_iter().flatten().any(|r| {
+            policy.subject.and_then(|i| r.text_at(i)).as_deref() != Some(claims.sub.as_str())
+        }) {
             return refuse(Unmet::WrongSubject {
                 column: column.clone(),
             });
@@ -100,14 +137,8 @@ fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
             return Some(r);
         }
     }
-    if policy.one_time && !replay::spend(claims) {
-        let mut r = gate::step_up_required(&req, &Unmet::NoAssertion, table(), op.name());
-        r.code = Code::Replayed;
-        r.message = "step-up assertion already used".into();
-        r.detail = format!("jti \"{}\" was spent by an earlier transaction", claims.jti);
-        r.hint =
-            Some("This table accepts each assertion once: have the user step up again.".into());
-        return Some(r);
+    if policy.one_time {
+        return replay::refuse_spent(&req, claims, table(), op.name());
     }
     None
 }

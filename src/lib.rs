@@ -7,7 +7,9 @@ mod array_disk;
 mod audit;
 mod catalog;
 mod changes;
+mod ddl;
 mod digest;
+mod filter;
 mod gate;
 mod guard;
 mod held;
@@ -37,7 +39,16 @@ extension_sql_file!("../sql/bootstrap.sql", bootstrap);
 extension_sql_file!(
     "../sql/protect.sql",
     name = "protect",
-    requires = ["bootstrap", catalog_changed, guard, allow_ddl]
+    requires = [
+        "bootstrap",
+        catalog_changed,
+        guard,
+        guard_ddl,
+        guard_drop,
+        guard_rewrite,
+        in_row_filter,
+        filter_columns
+    ]
 );
 extension_sql_file!(
     "../sql/audit.sql",

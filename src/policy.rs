@@ -1,17 +1,15 @@
 //! The policy of a protected table, as `stepup.protect` recorded it in
-//! `stepup.protected` (sql/protect.sql), and the DDL decision the event
-//! triggers ask for: may this role weaken this table's protection?
+//! `stepup.protected` (sql/protect.sql). Columns are held by attribute
+//! number, so a rename never moves the policy onto other data.
 
 use std::num::NonZeroUsize;
 
-use pgrx::datum::{DatumWithOid, Interval};
+use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
-use crate::changes::qualified_name;
+use crate::catalog;
 use crate::gate;
-use crate::raise::{raise, Code, Rejection};
 use crate::requirement::Requirement;
-use crate::{catalog, owner};
 
 /// The operations a policy gates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +42,16 @@ pub struct Policy {
     pub level: String,
     pub max_age_us: i64,
     pub operations: Vec<Op>,
-    /// An UPDATE needs step-up only if it changes one of these (empty: any).
-    pub columns: Vec<String>,
-    pub row_filter: Option<String>,
+    /// With `columns`, an UPDATE needs step-up only if it changes one of
+    /// these (0-based column indexes): the columns, the subject column and
+    /// every column the row filter reads. False: every UPDATE.
+    pub only_columns: bool,
+    pub gating: Vec<usize>,
+    /// The row filter as parsed at protect time (filter.rs).
+    pub filter_expr: Option<String>,
+    /// The subject column's current name (for messages) and index.
     pub subject_column: Option<String>,
+    pub subject: Option<usize>,
     pub one_time: bool,
     pub bind_change: bool,
     /// `amr` must hold one of these (empty: any).
@@ -92,6 +96,13 @@ pub fn read(
             _ => Vec::new(),
         }
     };
+    // 1-based attribute numbers as 0-based indexes; 0 (the whole row) as None.
+    let index = |n: i16| usize::try_from(n).ok().and_then(|n| n.checked_sub(1));
+    let watched: Vec<i16> = match row.get_by_index::<pgrx::Array<'_, i16>>(att(17)) {
+        Ok(Some(a)) => a.iter().flatten().collect(),
+        _ => Vec::new(),
+    };
+    let subject_attnum = row.get_by_index::<i16>(att(15)).ok()?;
     let operations = list(4)
         .iter()
         .map(|s| Op::parse(s))
@@ -100,61 +111,23 @@ pub fn read(
         level: row.get_by_index::<String>(att(2)).ok()??,
         max_age_us: gate::interval_us(row.get_by_index::<Interval>(att(3)).ok()??),
         operations,
-        columns: list(5),
-        row_filter: row.get_by_index::<String>(att(6)).ok()?,
+        // A whole-row reference in the filter: any change may move the row.
+        only_columns: !list(5).is_empty() && !watched.contains(&0),
+        gating: watched.iter().filter_map(|&n| index(n)).collect(),
+        // A filter whose parse is missing counts every row as inside.
+        filter_expr: match row.get_by_index::<String>(att(6)).ok()? {
+            None => None,
+            Some(_) => Some(
+                row.get_by_index::<String>(att(16))
+                    .ok()?
+                    .unwrap_or_default(),
+            ),
+        },
         subject_column: row.get_by_index::<String>(att(7)).ok()?,
+        subject: subject_attnum.and_then(index),
         one_time: row.get_by_index::<bool>(att(8)).ok()??,
         bind_change: row.get_by_index::<bool>(att(9)).ok()??,
         methods: list(10),
     };
     Some((relid, policy))
-}
-
-// Called by the event triggers in sql/protect.sql with the table and the
-// object whose change would weaken it.
-#[pg_extern(sql = r#"
-CREATE FUNCTION stepup.allow_ddl(target regclass, object text, dropped boolean)
-RETURNS void STRICT VOLATILE PARALLEL UNSAFE
-LANGUAGE c AS 'MODULE_PATHNAME', 'allow_ddl_wrapper';
-COMMENT ON FUNCTION stepup.allow_ddl(regclass, text, boolean) IS
-    'Used by pg_stepup''s event triggers: raises SU006 unless the current role is a superuser or holds the table''s step-up.';
-"#)]
-fn allow_ddl(target: pg_sys::Oid, object: &str, dropped: bool) {
-    if let Some(refusal) = ddl_refusal(target, object, dropped) {
-        raise(refusal);
-    }
-}
-
-/// SU006 unless the role is a superuser (the documented exception for DDL)
-/// or holds the table's step-up. Once allowed, what the table has now is the
-/// new baseline, and a dropped table's policy is forgotten.
-fn ddl_refusal(target: pg_sys::Oid, object: &str, dropped: bool) -> Option<Rejection> {
-    let snapshot = catalog::snapshot();
-    let policy = snapshot.policies.get(&target)?;
-    let req = policy.requirement(&snapshot);
-    let superuser = unsafe { pg_sys::superuser() };
-    if !superuser {
-        if let Err(unmet) = gate::evaluate(&req, &snapshot) {
-            let mut r = gate::step_up_required(&req, &unmet, qualified_name(target), "DDL");
-            r.code = Code::Tamper;
-            r.message = "protection of a table cannot be weakened without step-up".into();
-            r.detail = format!("object: {object}; {}", r.detail);
-            r.hint = Some(
-                "Present an assertion that meets the table's policy (stepup.policies) in this transaction, or remove the protection with stepup.unprotect."
-                    .into(),
-            );
-            return Some(r);
-        }
-    }
-    // A live table is never forgotten this way, whatever the caller says.
-    let dropped = dropped && qualified_name(target).is_none();
-    let sql = if dropped {
-        "DELETE FROM stepup.protected WHERE target OPERATOR(pg_catalog.=) $1"
-    } else {
-        "UPDATE stepup.protected SET state = stepup.protection_state($1) \
-         WHERE target OPERATOR(pg_catalog.=) $1"
-    };
-    let args = [unsafe { DatumWithOid::new(pg_sys::Datum::from(target), pg_sys::REGCLASSOID) }];
-    owner::run(sql, &args);
-    None
 }

@@ -38,6 +38,11 @@ pub enum Unmet {
     WholeTable {
         column: String,
     },
+    /// The key that signed the held assertion was retired (or is unknown)
+    /// since it was presented.
+    KeyRetired {
+        kid: String,
+    },
 }
 
 impl fmt::Display for Unmet {
@@ -68,6 +73,10 @@ impl fmt::Display for Unmet {
             Unmet::WholeTable { column } => write!(
                 f,
                 "TRUNCATE removes rows of every \"{column}\"; delete one subject's rows instead"
+            ),
+            Unmet::KeyRetired { kid } => write!(
+                f,
+                "the key \"{kid}\" that signed the held assertion was retired or removed"
             ),
         }
     }

@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::ffi::{c_int, CStr, CString};
+use std::ffi::{c_int, CStr};
 use std::rc::Rc;
 
 use pgrx::datum::DatumWithOid;
@@ -153,16 +153,14 @@ impl Row {
         Values { datums, nulls }
     }
 
-    /// 1-based attribute number of a live column.
-    fn attnum(&self, column: &str) -> Option<c_int> {
-        let name = CString::new(column).ok()?;
-        let n = unsafe { pg_sys::SPI_fnumber(self.desc(), name.as_ptr()) };
-        (n > 0).then_some(n)
-    }
-
-    /// The column's value in its text form, None for NULL or no such column.
-    pub fn text(&self, column: &str) -> Option<String> {
-        let n = self.attnum(column)?;
+    /// Column `index`'s (0-based) value in its text form, None for NULL,
+    /// a dropped column or no such column.
+    pub fn text_at(&self, index: usize) -> Option<String> {
+        let desc = unsafe { PgTupleDesc::from_pg_unchecked(self.desc()) };
+        if desc.get(index).is_none_or(|a| a.attisdropped) {
+            return None;
+        }
+        let n = c_int::try_from(index + 1).ok()?;
         unsafe {
             let p = pg_sys::SPI_getvalue(self.tuple, self.desc(), n);
             if p.is_null() {
@@ -173,27 +171,16 @@ impl Row {
             Some(s)
         }
     }
-
-    /// The row as one composite datum of the table's row type.
-    pub fn datum(&self) -> DatumWithOid<'static> {
-        unsafe {
-            let d = pg_sys::heap_copy_tuple_as_datum(self.tuple, self.desc());
-            DatumWithOid::new(d, (*(*self.rel).rd_rel).reltype)
-        }
-    }
 }
 
-/// Does `new` differ from `old` in any of `columns`? Compared as stored
-/// values (binary image), as Postgres itself decides whether an UPDATE
-/// changed a column. A column that no longer exists counts as changed (fail
-/// closed).
-pub fn changes_any(old: Row, new: Row, columns: &[String]) -> bool {
+/// Does `new` differ from `old` in any of `columns` (0-based indexes)?
+/// Compared as stored values (binary image), as Postgres itself decides
+/// whether an UPDATE changed a column.
+pub fn changes_any(old: Row, new: Row, columns: &[usize]) -> bool {
     let (before, after) = (old.values(), new.values());
-    columns.iter().any(|c| {
-        old.attnum(c)
-            .and_then(|n| usize::try_from(n - 1).ok())
-            .is_none_or(|i| differs(old.rel, &before, &after, i))
-    })
+    columns
+        .iter()
+        .any(|&i| differs(old.rel, &before, &after, i))
 }
 
 /// The columns of `shape` (sorted by name) whose values differ between
@@ -254,21 +241,6 @@ fn differs(rel: pg_sys::Relation, old: &Values, new: &Values, i: usize) -> bool 
     }
 }
 
-/// Is the row inside the policy's row filter? Evaluated as the current
-/// role, like the row-level security policy that carries the same filter,
-/// with search_path pinned so a session cannot redefine what it calls.
-pub fn in_filter(row: Row, filter: &str) -> bool {
-    let relname = unsafe { CStr::from_ptr((*(*row.rel).rd_rel).relname.data.as_ptr()) };
-    let sql = format!(
-        "SELECT coalesce(({filter}), false) FROM (SELECT ($1).*) AS {}",
-        spi::quote_identifier(relname.to_string_lossy())
-    );
-    pinned(&[(c"search_path", c"pg_catalog, pg_temp")], || {
-        // No answer at all (not NULL, which the filter maps to false) fails closed.
-        query_one::<bool>(&sql, row).unwrap_or(true)
-    })
-}
-
 /// Builds a row of `rel` from JSON (as `jsonb_populate_record` reads it)
 /// and hands it to `f`.
 pub fn with_json_row<R>(rel: pg_sys::Relation, json: &str, f: impl FnOnce(Row) -> R) -> Option<R> {
@@ -317,22 +289,6 @@ pub fn key_columns(rel: pg_sys::Relation) -> Vec<Column> {
         pg_sys::bms_free(keys);
         columns
     }
-}
-
-/// Runs a kept one-parameter plan over `row`; the first column of its row.
-fn query_one<T: FromDatum + IntoDatum>(sql: &str, row: Row) -> Option<T> {
-    let args = [row.datum()];
-    Spi::connect_mut(|client| {
-        with_kept(client, sql, &args, |client, plan| {
-            client
-                .select(plan, Some(1), &args)
-                .ok()?
-                .first()
-                .get_one::<T>()
-                .ok()
-                .flatten()
-        })
-    })
 }
 
 /// Runs a mutating statement through a kept plan; how many rows it processed.

@@ -381,8 +381,8 @@ def test_bind_change_refuses_a_change_it_cannot_digest(app, hs, make_table, su):
 WEAKENINGS = [
     "ALTER TABLE {t} DISABLE TRIGGER stepup_guard",
     "ALTER TABLE {t} DISABLE TRIGGER ALL",
-    "ALTER TABLE {t} ENABLE REPLICA TRIGGER stepup_guard",
-    "ALTER TABLE {t} ENABLE TRIGGER stepup_guard_truncate",
+    "ALTER TABLE {t} RENAME COLUMN amount TO amt",
+    "ALTER TABLE {t} DROP COLUMN amount",
     "DROP TRIGGER stepup_guard ON {t}",
     "DROP TRIGGER stepup_guard_truncate ON {t}",
     "DROP POLICY stepup_update ON {t}",
@@ -417,6 +417,19 @@ def test_owner_with_step_up_may(app, hs, filtered, ddl):
     with app.transaction():
         present(app, hs.token())
         app.execute(ddl.format(t=filtered))
+
+
+@pytest.mark.parametrize("ddl", ["ALTER TABLE {t} ENABLE REPLICA TRIGGER stepup_guard",
+                                 "ALTER TABLE {t} ENABLE TRIGGER stepup_guard_truncate",
+                                 "ALTER TABLE {t} ENABLE TRIGGER ALL"])
+def test_guard_triggers_are_kept_always(app, su, filtered, ddl):
+    """A guard that fires only for some sessions (origin or replica) is set
+    back to ALWAYS by the DDL guard itself: nothing to refuse, nothing lost."""
+    app.execute(ddl.format(t=filtered))
+    assert su.execute("SELECT array_agg(tgenabled::text ORDER BY tgname) FROM pg_trigger "
+                      "WHERE tgrelid = %s::regclass AND tgname LIKE 'stepup_guard%%'",
+                      [filtered]).fetchone()[0] == ["A", "A"]
+    expect_error(app, f"UPDATE {filtered} SET note = 'n' WHERE id = 2", None, "SU001")
 
 
 def test_superuser_is_the_ddl_exception(su, filtered):

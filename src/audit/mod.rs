@@ -6,6 +6,7 @@ mod append;
 mod chain;
 mod encoding;
 mod entry;
+mod event;
 mod trigger;
 mod verify;
 
@@ -18,6 +19,7 @@ use crate::rows::{self, Row};
 
 #[cfg(any(test, feature = "pg_test"))]
 pub use entry::{text_array, text_array_by_postgres};
+pub use event::record_event;
 pub use trigger::write_entry;
 
 /// Per-backend caches of the audit (role names, the log's layout), dropped

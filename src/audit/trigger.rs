@@ -167,7 +167,7 @@ unsafe fn client_addr() -> Option<pg_sys::Datum> {
 
 /// A role's name, kept per backend until any role changes (pg_authid
 /// invalidation): two catalog lookups per entry otherwise.
-fn role_name(oid: pg_sys::Oid) -> Rc<str> {
+pub(super) fn role_name(oid: pg_sys::Oid) -> Rc<str> {
     if let Some(name) = ROLE_NAMES.with(|n| {
         n.borrow()
             .iter()

@@ -45,7 +45,7 @@ fn verify_audit() -> TableIterator<
 /// must still be in the chain: catches removal of the newest entries.
 #[pg_extern(volatile, parallel_unsafe, name = "verify_audit")]
 fn verify_audit_digest(
-    digest: JsonbArg,
+    digest: Option<JsonbArg>,
 ) -> TableIterator<
     'static,
     (
@@ -55,6 +55,15 @@ fn verify_audit_digest(
         name!(reason, Option<String>),
     ),
 > {
+    // Not STRICT: a NULL digest is an error, not an empty answer that a
+    // script could read as "nothing wrong".
+    let Some(digest) = digest else {
+        bad_argument(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            "digest must not be NULL".into(),
+            HEAD_HINT,
+        )
+    };
     let digest = digest.value().unwrap_or_else(|e| {
         bad_argument(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,

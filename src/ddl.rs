@@ -1,0 +1,265 @@
+//! The DDL guard: event triggers (sql/protect.sql) that compare, after every
+//! DDL command, what `stepup.protect` installed on each protected table
+//! (`stepup.protection_state`: guard triggers, row security, policies, the
+//! columns the policy names or reads) with what is there now, and decide
+//! whether the role may weaken it. Their catalog reads run as the
+//! extension's owner, so neither the caller's privileges nor its
+//! `row_security` setting change what they see.
+//!
+//! Who may weaken a table's protection: a superuser (the documented
+//! exception for DDL); otherwise only a role holding the table's step-up,
+//! and never for a policy that binds rows to subjects or to exact changes
+//! (no single user's assertion can stand for every row). A one-time policy
+//! spends the assertion; every DDL allowed by step-up is an audit entry.
+//! Inheritance children of a protected table are refused for everyone.
+
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+
+use crate::changes::qualified_name;
+use crate::raise::{raise, Code, Rejection};
+use crate::{catalog, gate, held, owner, replay};
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION stepup.guard_ddl() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'guard_ddl_wrapper';
+COMMENT ON FUNCTION stepup.guard_ddl() IS
+    'Event trigger (ddl_command_end): refuses DDL that weakens a protected table without its step-up (SU006).';
+"#)]
+fn guard_ddl() {
+    if let Some(refusal) = after_command() {
+        raise(refusal);
+    }
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION stepup.guard_drop() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'guard_drop_wrapper';
+COMMENT ON FUNCTION stepup.guard_drop() IS
+    'Event trigger (sql_drop): dropping a protected table or one of its columns needs its step-up (SU006).';
+"#)]
+fn guard_drop() {
+    if let Some(refusal) = after_drop() {
+        raise(refusal);
+    }
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION stepup.guard_rewrite() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'guard_rewrite_wrapper';
+COMMENT ON FUNCTION stepup.guard_rewrite() IS
+    'Event trigger (table_rewrite): rewriting every row of a protected table needs its step-up (SU006).';
+"#)]
+fn guard_rewrite() {
+    if let Some(refusal) = before_rewrite() {
+        raise(refusal);
+    }
+}
+
+/// The role that ran the command, read before any switch to the owner.
+fn superuser() -> bool {
+    unsafe { pg_sys::superuser() }
+}
+
+fn after_command() -> Option<Rejection> {
+    if catalog::snapshot().policies.is_empty() {
+        return None;
+    }
+    let superuser = superuser();
+    // Rows of a child are read and written through the parent by
+    // statements that never fire the parent's guard.
+    let child = owner::as_owner(|| {
+        Spi::get_two::<String, String>(
+            "SELECT i.inhrelid::pg_catalog.regclass::pg_catalog.text, \
+                    i.inhparent::pg_catalog.regclass::pg_catalog.text \
+               FROM pg_catalog.pg_inherits i \
+               JOIN stepup.protected p ON p.target OPERATOR(pg_catalog.=) i.inhparent \
+              LIMIT 1",
+        )
+    });
+    if let Ok((Some(child), Some(parent))) = child {
+        return Some(inheritance(&child, &parent));
+    }
+    owner::run("SELECT stepup.keep_guards_always()", &[]);
+    // Only a table's owner (or a member of its role) can alter it, and
+    // superusers are allowed anyway: a gap left on someone else's table is
+    // not this command's doing.
+    let user = unsafe { pg_sys::GetUserId() };
+    let gaps = owner::as_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT p.target::pg_catalog.oid, g \
+                   FROM stepup.protected p \
+                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.target \
+                  CROSS JOIN LATERAL stepup.protection_gap(p.target, p.state) AS g \
+                  WHERE g IS NOT NULL \
+                    AND ($2 OR pg_catalog.pg_has_role($1, c.relowner, 'USAGE')) \
+                  ORDER BY p.target",
+                None,
+                &[user.into(), superuser.into()],
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                if let (Some(t), Some(g)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?) {
+                    out.push((t, g));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    });
+    let gaps = gaps.unwrap_or_else(|e| error!("pg_stepup: cannot read protection state: {e}"));
+    gaps.iter()
+        .find_map(|(target, gap)| decide(*target, gap, false, superuser))
+}
+
+fn after_drop() -> Option<Rejection> {
+    if catalog::snapshot().policies.is_empty() {
+        return None;
+    }
+    let superuser = superuser();
+    let dropped = owner::as_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT o.objid, o.objsubid OPERATOR(pg_catalog.=) 0, \
+                        o.object_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) o.object_identity \
+                   FROM pg_catalog.pg_event_trigger_dropped_objects() AS o \
+                  WHERE o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+                    AND o.objid IN (SELECT p.target::pg_catalog.oid FROM stepup.protected p)",
+                None,
+                &[],
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                if let (Some(t), Some(whole), Some(what)) = (
+                    row.get::<pg_sys::Oid>(1)?,
+                    row.get::<bool>(2)?,
+                    row.get::<String>(3)?,
+                ) {
+                    out.push((t, whole, what));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    });
+    let dropped =
+        dropped.unwrap_or_else(|e| error!("pg_stepup: cannot read the dropped objects: {e}"));
+    // A dropped column destroys that column of every row without firing a
+    // row trigger: it needs the table's step-up like DROP TABLE does.
+    dropped
+        .iter()
+        .find_map(|(target, whole, what)| decide(*target, what, *whole, superuser))
+}
+
+fn before_rewrite() -> Option<Rejection> {
+    let snapshot = catalog::snapshot();
+    if snapshot.policies.is_empty() {
+        return None;
+    }
+    let superuser = superuser();
+    let target =
+        Spi::get_one::<pg_sys::Oid>("SELECT pg_catalog.pg_event_trigger_table_rewrite_oid()")
+            .ok()
+            .flatten()?;
+    snapshot.policies.get(&target)?;
+    let what = format!(
+        "rewrite of every row of {}",
+        qualified_name(target).unwrap_or_default()
+    );
+    decide(target, &what, false, superuser)
+}
+
+/// SU006 (or SU003) unless the role may weaken `target`'s protection
+/// through `object`. Once allowed, what the table has now is the new
+/// baseline, and a dropped table's policy is forgotten.
+fn decide(target: pg_sys::Oid, object: &str, dropped: bool, superuser: bool) -> Option<Rejection> {
+    let snapshot = catalog::snapshot();
+    let policy = snapshot.policies.get(&target)?;
+    let table = qualified_name(target);
+    if !superuser {
+        let req = policy.requirement(&snapshot);
+        let tamper = |why: String, hint: &str| {
+            let mut r = gate::step_up_required(
+                &req,
+                &crate::requirement::Unmet::NoAssertion,
+                table.clone(),
+                "DDL",
+            );
+            r.code = Code::Tamper;
+            r.message = "protection of a table cannot be weakened without step-up".into();
+            r.detail = format!("object: {object}; {why}");
+            r.hint = Some(hint.into());
+            r
+        };
+        if let Some(column) = policy
+            .subject_column
+            .as_deref()
+            .filter(|_| !policy.bind_change)
+        {
+            return Some(tamper(
+                format!("the policy binds each row to its \"{column}\": no single user's assertion can authorise DDL that weakens it"),
+                "Only the extension's owner (a superuser) may change this table's protection.",
+            ));
+        }
+        if policy.bind_change {
+            return Some(tamper(
+                "the policy binds each change to the user's confirmation (bind_change): no assertion can authorise DDL that weakens it".into(),
+                "Only the extension's owner (a superuser) may change this table's protection.",
+            ));
+        }
+        if let Err(unmet) = gate::evaluate(&req, &snapshot) {
+            let mut r = gate::step_up_required(&req, &unmet, table.clone(), "DDL");
+            r.code = Code::Tamper;
+            r.message = "protection of a table cannot be weakened without step-up".into();
+            r.detail = format!("object: {object}; {}", r.detail);
+            r.hint = Some(
+                "Present an assertion that meets the table's policy (stepup.policies) in this transaction, or remove the protection with stepup.unprotect."
+                    .into(),
+            );
+            return Some(r);
+        }
+        let held = held::current()?;
+        if policy.one_time {
+            if let Some(r) = replay::refuse_spent(&req, &held.claims, table.clone(), "DDL") {
+                return Some(r);
+            }
+        }
+        record(
+            table.as_deref().unwrap_or(object),
+            &serde_json::json!({ "object": object }).to_string(),
+            &held.claims,
+        );
+    }
+    // A live table is never forgotten this way, whatever the caller says.
+    let dropped = dropped && table.is_none();
+    let sql = if dropped {
+        "DELETE FROM stepup.protected WHERE target OPERATOR(pg_catalog.=) $1"
+    } else {
+        "SELECT stepup.accept_ddl($1)"
+    };
+    let args = [unsafe { DatumWithOid::new(pg_sys::Datum::from(target), pg_sys::REGCLASSOID) }];
+    owner::run(sql, &args);
+    None
+}
+
+/// The audit entry of a DDL allowed by step-up.
+fn record(table: &str, object_json: &str, claims: &crate::token::Claims) {
+    crate::audit::record_event(table, "DDL", None, Some(object_json), Some(claims));
+}
+
+fn inheritance(child: &str, parent: &str) -> Rejection {
+    Rejection {
+        code: Code::Tamper,
+        message: "a protected table cannot have inheritance children".into(),
+        detail: format!(
+            "object: {child} inherits from {parent}; statements on {parent} would read and write its rows without {parent}'s guard"
+        ),
+        hint: Some(format!(
+            "Create the table without INHERITS; to protect a partitioned design, protect each table with stepup.protect. To give {parent} children, remove its protection first (stepup.unprotect)."
+        )),
+        log: crate::raise::LogFields {
+            table: Some(parent.into()),
+            operation: "DDL".into(),
+            ..Default::default()
+        },
+    }
+}

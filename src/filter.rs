@@ -1,0 +1,172 @@
+//! A policy's row filter, as Postgres parsed it once when the table was
+//! protected (`stepup.protected.filter_expr`, pg_node_tree text): columns by
+//! attribute number, types, operators and functions by OID, literals already
+//! read. A rename of a column, a type or an enum label cannot move it onto
+//! other data, and a writer's `DateStyle` cannot change what a literal
+//! means. The one evaluation below, with the settings that change what a
+//! value means at run time pinned, serves both the guard trigger and the
+//! row-level security policies (`stepup.in_row_filter`), so every path
+//! judges a row the same way in every session.
+
+use std::ffi::CString;
+
+use pgrx::prelude::*;
+
+use crate::rows::{self, Row};
+
+/// Settings a filter's casts and functions may read while it runs.
+const PINNED: [(&std::ffi::CStr, &std::ffi::CStr); 5] = [
+    (c"TimeZone", c"UTC"),
+    (c"DateStyle", c"ISO, MDY"),
+    (c"IntervalStyle", c"postgres"),
+    (c"extra_float_digits", c"1"),
+    (c"search_path", c"pg_catalog, pg_temp"),
+];
+
+/// Is `row` inside the filter? NULL counts as outside, as in
+/// `coalesce(filter, false)`; an expression that cannot be read counts as
+/// inside (fail closed).
+pub fn contains(row: Row, expr: &str) -> bool {
+    let Ok(text) = CString::new(expr) else {
+        return true;
+    };
+    rows::pinned(&PINNED, || unsafe {
+        let node = pg_sys::stringToNode(text.as_ptr()).cast::<pg_sys::Expr>();
+        if node.is_null() {
+            return true;
+        }
+        let planned = pg_sys::expression_planner(node);
+        let state = pg_sys::ExecInitExpr(planned, std::ptr::null_mut());
+        let econtext = pg_sys::CreateStandaloneExprContext();
+        let slot = pg_sys::MakeSingleTupleTableSlot((*row.rel).rd_att, &pg_sys::TTSOpsHeapTuple);
+        pg_sys::ExecStoreHeapTuple(row.tuple, slot, false);
+        (*econtext).ecxt_scantuple = slot;
+        let mut isnull = false;
+        let inside = match (*state).evalfunc {
+            Some(eval) => {
+                let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+                // Not a pgrx binding: guarded so that an error in the
+                // filter unwinds like any pg_sys call.
+                let d = pg_sys::ffi::pg_guard_ffi_boundary(|| eval(state, econtext, &mut isnull));
+                pg_sys::MemoryContextSwitchTo(old);
+                !isnull && d.value() != 0
+            }
+            None => true,
+        };
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::FreeExprContext(econtext, true);
+        inside
+    })
+}
+
+/// Why protect() refuses a filter.
+pub enum Unusable {
+    Unreadable,
+    Subquery,
+}
+
+/// The attribute numbers a parsed filter reads (0: the whole row).
+pub fn columns_read(expr: &str) -> Result<Vec<i16>, Unusable> {
+    let text = CString::new(expr).map_err(|_| Unusable::Unreadable)?;
+    unsafe {
+        let node = pg_sys::stringToNode(text.as_ptr()).cast::<pg_sys::Node>();
+        if node.is_null() {
+            return Err(Unusable::Unreadable);
+        }
+        // The guard evaluates the expression itself, without a planner
+        // for subqueries.
+        if pg_sys::checkExprHasSubLink(node) {
+            return Err(Unusable::Subquery);
+        }
+        let mut set: *mut pg_sys::Bitmapset = std::ptr::null_mut();
+        pg_sys::pull_varattnos(node, 1, &mut set);
+        let mut out = Vec::new();
+        let mut member = -1;
+        loop {
+            member = pg_sys::bms_next_member(set, member);
+            if member < 0 {
+                break;
+            }
+            let attno = member + pg_sys::FirstLowInvalidHeapAttributeNumber;
+            // System columns (ctid, xmin) are not the row's data.
+            if let Ok(n) = i16::try_from(attno) {
+                if n >= 0 {
+                    out.push(n);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `stepup.in_row_filter(target, row)`: the row-level security policies of
+/// a protected table call this with the row written, so that they judge it
+/// exactly as the guard trigger does.
+#[pg_extern(sql = r#"
+CREATE FUNCTION stepup.in_row_filter(target regclass, r record)
+RETURNS boolean STRICT STABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'in_row_filter_wrapper';
+COMMENT ON FUNCTION stepup.in_row_filter(regclass, record) IS
+    'Whether a row of a protected table is inside its policy''s row filter, evaluated as it was parsed at protect time (used by pg_stepup''s row-level security policies).';
+"#)]
+fn in_row_filter(target: pg_sys::Oid, r: pgrx::datum::AnyElement) -> bool {
+    let snapshot = crate::catalog::snapshot();
+    let Some(expr) = snapshot
+        .policies
+        .get(&target)
+        .and_then(|p| p.filter_expr.clone())
+    else {
+        // A row-level security policy of pg_stepup's without a parsed
+        // filter behind it: the row counts as protected.
+        return true;
+    };
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(target);
+        if rel.is_null() {
+            return true;
+        }
+        let header = pg_sys::pg_detoast_datum(r.datum().cast_mut_ptr())
+            .cast::<pg_sys::HeapTupleHeaderData>();
+        let mut tuple = pg_sys::HeapTupleData {
+            t_len: u32::try_from(pgrx::varsize_any(header.cast())).unwrap_or(0),
+            t_self: pg_sys::ItemPointerData::default(),
+            t_tableOid: target,
+            t_data: header,
+        };
+        let inside = contains(
+            Row {
+                rel,
+                tuple: &mut tuple,
+            },
+            &expr,
+        );
+        pg_sys::RelationClose(rel);
+        inside
+    }
+}
+
+/// `stepup.filter_columns(filter_expr)`: for protect(), the columns a parsed
+/// filter reads; refuses what the guard cannot evaluate.
+#[pg_extern(sql = r#"
+CREATE FUNCTION stepup.filter_columns(filter_expr text)
+RETURNS int2[] STRICT IMMUTABLE PARALLEL SAFE
+LANGUAGE c AS 'MODULE_PATHNAME', 'filter_columns_wrapper';
+REVOKE EXECUTE ON FUNCTION stepup.filter_columns(text) FROM PUBLIC;
+COMMENT ON FUNCTION stepup.filter_columns(text) IS
+    'Used by stepup.protect: the attribute numbers a parsed row filter reads (0: the whole row).';
+"#)]
+fn filter_columns(filter_expr: &str) -> Vec<i16> {
+    match columns_read(filter_expr) {
+        Ok(columns) => columns,
+        Err(Unusable::Subquery) => crate::raise::bad_argument(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "row_filter must not contain a subquery".into(),
+            "Move the subquery into a function and call it from the filter (the function sees the row's columns as arguments).",
+        ),
+        Err(Unusable::Unreadable) => crate::raise::bad_argument(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "row_filter cannot be read back".into(),
+            "Pass a boolean SQL expression over the table's columns.",
+        ),
+    }
+}
