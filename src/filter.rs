@@ -151,7 +151,6 @@ fn in_row_filter(target: pg_sys::Oid, r: pgrx::datum::AnyElement) -> bool {
 CREATE FUNCTION stepup.filter_columns(filter_expr text)
 RETURNS int2[] STRICT IMMUTABLE PARALLEL SAFE
 LANGUAGE c AS 'MODULE_PATHNAME', 'filter_columns_wrapper';
-REVOKE EXECUTE ON FUNCTION stepup.filter_columns(text) FROM PUBLIC;
 COMMENT ON FUNCTION stepup.filter_columns(text) IS
     'Used by stepup.protect: the attribute numbers a parsed row filter reads (0: the whole row).';
 "#)]

@@ -299,8 +299,38 @@ def test_removing_the_newest_entries_fails_against_a_saved_digest(fresh):
     assert ok is False and first_bad == digest["entry_id"] and "no longer holds link 3" in reason
 
 
+def test_a_rewritten_chain_is_named_where_the_rewrite_starts(fresh):
+    """A superuser who edits an entry, computes its hash with the
+    extension's own helpers and seals the chain again from there gets a
+    chain that verifies on its own; against a digest saved before, the
+    first link sealed after the digest names the edited entry."""
+    su = fresh.connect()
+    make_entries(fresh, 5)
+    digest = scalar(su, "SELECT stepup.audit_digest()")
+    ids = [r[0] for r in su.execute("SELECT id FROM stepup.audit_log ORDER BY id").fetchall()]
+    tamper(su, "DELETE FROM stepup.audit_chain WHERE seq >= 2")
+    tamper(su, f"UPDATE stepup.audit_log SET sub = 'mallory' WHERE id = {ids[1]}")
+    tamper(su, "UPDATE stepup.audit_log l SET entry_hash = stepup.entry_hash(stepup.entry_fields("
+               "l.id, l.at, l.txid, l.table_name, l.op, l.key, l.old_digest, l.new_digest, l.changed, "
+               "l.old_values, l.new_values, l.role_name, l.session_role, l.application_name, "
+               f"l.client_addr, l.kid, l.jti, l.sub, l.acr, l.amr, l.auth_time)) WHERE id = {ids[1]}")
+    assert scalar(su, "SELECT stepup.seal()") == 4
+    assert verify(su)[:2] == (True, 5)
+    ok, _, first_bad, reason = verify(su, psycopg.types.json.Jsonb(digest))
+    assert ok is False
+    assert first_bad == ids[1], reason
+    assert "sealed after the saved digest was taken" in reason
+    # The hash helpers are the extension owner's alone.
+    app = fresh.app()
+    for call in ["SELECT stepup.entry_hash('{a}')", "SELECT stepup.link_hash(1, 1, 'a', 'b')",
+                 "SELECT stepup.epoch_us(now())"]:
+        expect_error(app, call, None, "42501")
+
+
 def test_verify_and_digest_bad_input(fresh):
     su = fresh.connect()
+    err = expect_error(su, "SELECT * FROM stepup.verify_audit(NULL)", None, "22004")
+    assert err.diag.message_primary == "digest must not be NULL"
     expect_error(su, "SELECT * FROM stepup.verify_audit('{}')", None, "22023")
     expect_error(su, "SELECT * FROM stepup.verify_audit('{\"seq\": -1, \"hash\": \"x\"}')", None, "22023")
     # What serde_json cannot hold is a bad digest too, not an internal error.

@@ -214,6 +214,19 @@ def test_2_subject_column_is_a_decider(app, su, hs, make_table):
     assert rows(su, t) == [(1, "alice", "XX", 500, "n")] + ROWS[1:]
 
 
+def test_2_primary_key_of_a_bind_change_table_is_a_decider(app, su, hs, make_table):
+    """With bind_change a confirmed change names its row by primary key:
+    moving keys around (so that a change alice confirmed for row 1 lands on
+    bob's row) needs step-up like the protected columns."""
+    t = make_table()
+    protect(su, t, columns=["iban"], bind_change=True)
+    for statement in [f"UPDATE {t} SET id = 99 WHERE id = 1",
+                      f"UPDATE {t} SET id = -id WHERE id IN (1, 2)"]:
+        expect_error(app, statement, None, "SU001")
+        assert rows(su, t) == ROWS
+    assert app.execute(f"UPDATE {t} SET note = 'n' WHERE id = 1").rowcount == 1
+
+
 def test_2_row_filter_column_is_a_decider(app, su, hs, app_role):
     t = new_table(su, app_role, "id int PRIMARY KEY, owner text, iban text, amount numeric, note text, "
                                 "locked boolean", [r + (i != 1,) for i, r in enumerate(ROWS, 1)])
@@ -365,7 +378,8 @@ def test_4_datestyle_cannot_reinterpret_the_filter_literal(app, su, hs, app_role
     def state():
         return su.execute(f"SELECT id, due::text, note FROM {t} ORDER BY id").fetchall()
     before = state()
-    expect_error(app, f"DELETE FROM {t} WHERE id = 1", None, "SU001")
+    # Before this backend's first write: a literal parsed per session (and
+    # kept in a cached plan) would take the writer's DateStyle.
     app.execute("SET DateStyle = 'ISO, DMY'")
     expect_error(app, f"DELETE FROM {t} WHERE id = 1", None, "SU001")
     expect_error(app, f"UPDATE {t} SET note = 'x' WHERE id = 1", None, "SU001")

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 
 from conftest import (b64url, conninfo, current, expect_error, hs256_jws, new_hs256, present,
-                      scalar, unique, unsigned_jws)
+                      scalar, unsigned_jws)
 from test_assertions import junk
 
 TIMEOUT_S = 20
@@ -382,26 +382,8 @@ def test_deeply_nested_claim(hostile, hs, depth, kind, claim):
 
 # --- a database that is not UTF8 -------------------------------------------------
 
-@pytest.mark.parametrize("encoding", ["SQL_ASCII", "LATIN1", "EUC_JP"])
-def test_create_extension_refuses_a_database_that_is_not_utf8(encoding):
-    """Digests and entry hashes are defined over UTF-8 text: in another
-    encoding two values could share one digest. The extension refuses to be
-    installed there (a clear error, no panic, nothing left behind)."""
-    name = unique(f"stepup_{encoding.lower()}").replace("-", "_")
-    ident = sql.Identifier(name)
-    with psycopg.connect(conninfo("postgres"), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {} ENCODING {} TEMPLATE template0 "
-                              "LC_COLLATE 'C' LC_CTYPE 'C'").format(ident, sql.Literal(encoding)))
-    try:
-        with psycopg.connect(conninfo(name), autocommit=True) as c:
-            err = expect_error(c, "CREATE EXTENSION pg_stepup", None, "0A000")
-            assert err.diag.message_primary == f"pg_stepup needs a UTF8 database; this one is {encoding}"
-            assert "ENCODING 'UTF8'" in err.diag.message_hint
-            assert scalar(c, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stepup'") == 0
-            assert scalar(c, "SELECT count(*) FROM pg_namespace WHERE nspname = 'stepup'") == 0
-    finally:
-        with psycopg.connect(conninfo("postgres"), autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+# A database that is not UTF8 cannot hold the extension at all:
+# tests/test_audit_integrity.py (class 5).
 
 
 # --- memory ------------------------------------------------------------------------

@@ -98,16 +98,78 @@ fn audit_digest() -> JsonB {
     }))
 }
 
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as audit_digest() writes `at`: anything
+/// else is not used (and so cannot make the cast below fail).
+fn is_utc_instant(a: &str) -> bool {
+    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd.ddddddZ";
+    a.len() == SHAPE.len()
+        && a.bytes().zip(SHAPE).all(|(c, &want)| {
+            if want == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == want
+            }
+        })
+}
+
+/// The chain no longer holds the digest's head. A chain rewritten from
+/// some link on was sealed again after the digest was taken: the first link
+/// up to the head sealed after it names where the rewrite starts (a forger
+/// who also backdates sealed_at is named by the head alone).
+fn rewritten(head: &Head) -> Bad {
+    let first = head.at.as_deref().and_then(|at| {
+        Spi::get_two_with_args::<i64, i64>(
+            "SELECT c.seq, c.entry_id FROM stepup.audit_chain c \
+              WHERE c.seq OPERATOR(pg_catalog.<=) $1 \
+                AND c.sealed_at OPERATOR(pg_catalog.>) $2::pg_catalog.timestamptz \
+              ORDER BY c.seq LIMIT 1",
+            &[head.seq.into(), at.into()],
+        )
+        .ok()
+    });
+    match first {
+        Some((Some(seq), Some(entry_id))) => Bad {
+            entry_id,
+            reason: format!(
+                "link {seq} (entry {entry_id}) was sealed after the saved digest was taken, though the digest covers it: the chain was rewritten from there"
+            ),
+        },
+        _ => Bad {
+            entry_id: head.entry_id.unwrap_or(head.seq),
+            reason: format!(
+                "the chain no longer holds link {} of the saved digest: the newest entries were removed or rewritten",
+                head.seq
+            ),
+        },
+    }
+}
+
 const HEAD_HINT: &str = "Pass the jsonb stepup.audit_digest() returned.";
 
-/// (seq, hash, entry id) of a saved digest.
-fn head_of(d: &Value) -> (i64, String, Option<i64>) {
+/// A saved digest: the head link's seq and hash, the entry it names, and
+/// when the digest was taken.
+struct Head {
+    seq: i64,
+    hash: String,
+    entry_id: Option<i64>,
+    at: Option<String>,
+}
+
+/// The head a saved digest records.
+fn head_of(d: &Value) -> Head {
     let seq = d.get("seq").and_then(Value::as_i64);
     let hash = d.get("hash").and_then(Value::as_str);
     match (seq, hash) {
-        (Some(s), Some(h)) if s >= 0 => {
-            (s, h.to_string(), d.get("entry_id").and_then(Value::as_i64))
-        }
+        (Some(s), Some(h)) if s >= 0 => Head {
+            seq: s,
+            hash: h.to_string(),
+            entry_id: d.get("entry_id").and_then(Value::as_i64),
+            at: d
+                .get("at")
+                .and_then(Value::as_str)
+                .filter(|a| is_utc_instant(a))
+                .map(str::to_string),
+        },
         _ => bad_argument(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             "digest must have a non-negative \"seq\" and a \"hash\"".into(),
@@ -163,13 +225,13 @@ fn seal() {
 
 /// Walks the whole chain; with `want`, also checks that link `seq` still has
 /// the saved hash.
-fn walk_chain(want: Option<(i64, String, Option<i64>)>) -> (i64, Option<Bad>) {
+fn walk_chain(want: Option<Head>) -> (i64, Option<Bad>) {
     owner::as_owner(|| {
         seal();
         let mut walk = Walk::default();
         let mut found_head = want
             .as_ref()
-            .is_some_and(|(seq, h, _)| *seq == 0 && h == GENESIS);
+            .is_some_and(|h| h.seq == 0 && h.hash == GENESIS);
         // Output functions allocate: everything of one row lives in a
         // context reset after it.
         let mut scratch = PgMemoryContexts::new("pg_stepup verify_audit");
@@ -217,8 +279,8 @@ fn walk_chain(want: Option<(i64, String, Option<i64>)>) -> (i64, Option<Bad>) {
                     match found {
                         Err(b) => return Ok(Some(b)),
                         Ok((seq, link_hash)) => {
-                            if let Some((s, h, _)) = &want {
-                                if *s == seq && *h == link_hash {
+                            if let Some(h) = &want {
+                                if h.seq == seq && h.hash == link_hash {
                                     found_head = true;
                                 }
                             }
@@ -232,16 +294,8 @@ fn walk_chain(want: Option<(i64, String, Option<i64>)>) -> (i64, Option<Bad>) {
             Err(e) => error!("pg_stepup: cannot read the audit chain: {e}"),
         };
         if bad.is_none() {
-            if let Some((seq, _, entry_id)) = want.filter(|_| !found_head) {
-                return (
-                    walk.entries,
-                    Some(Bad {
-                        entry_id: entry_id.unwrap_or(seq),
-                        reason: format!(
-                            "the chain no longer holds link {seq} of the saved digest: the newest entries were removed or rewritten"
-                        ),
-                    }),
-                );
+            if let Some(head) = want.filter(|_| !found_head) {
+                return (walk.entries, Some(rewritten(&head)));
             }
         }
         (walk.entries, bad)
