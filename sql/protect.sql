@@ -30,11 +30,14 @@ SELECT jsonb_build_object(
     'policies', coalesce((
         SELECT jsonb_object_agg(p.polname, jsonb_build_array(
                    p.polcmd, p.polpermissive, p.polroles::text,
-                   -- Parse trees, not their deparsed text, which names the
-                   -- table: renaming the table is harmless.
-                   regexp_replace(p.polqual::text, ':location -?[0-9]+', '', 'g'),
-                   regexp_replace(p.polwithcheck::text, ':location -?[0-9]+', '', 'g')))
-          FROM pg_policy p
+                   -- The expressions as text without the table's own name
+                   -- (the gate names it twice): renaming the table is
+                   -- harmless, and a restore compares equal.
+                   replace(replace(pg_get_expr(p.polqual, p.polrelid), quote_literal(target::text), '$table'),
+                           quote_ident(c.relname) || '.*', '$row'),
+                   replace(replace(pg_get_expr(p.polwithcheck, p.polrelid), quote_literal(target::text), '$table'),
+                           quote_ident(c.relname) || '.*', '$row')))
+          FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
          WHERE p.polrelid = target
            AND p.polname IN ('stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner')), '{}'),
     -- Every column the policy names or reads, by number: a rename, a type
@@ -46,10 +49,12 @@ SELECT jsonb_build_object(
          WHERE s.target = protection_state.target), '{}'))
 $$;
 
--- The first thing protect() installed that is now missing or changed, or
--- NULL when all of it is intact (or the table is gone: see guard_drop).
-CREATE FUNCTION stepup.protection_gap(target regclass, expected jsonb)
-RETURNS text
+-- Everything protect() installed that is now changed or missing (no rows
+-- when all of it is intact, or the table is gone: see guard_drop): what,
+-- and what is there now (NULL: nothing). The DDL guard (src/ddl.rs)
+-- compares these before and after a command to see what the command did.
+CREATE FUNCTION stepup.protection_gaps(target regclass, expected jsonb)
+RETURNS TABLE (object text, now text)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -58,30 +63,45 @@ DECLARE
     k text;
 BEGIN
     IF actual->'row_security' = 'null' THEN
-        RETURN NULL;
+        RETURN;
     END IF;
     FOR k IN SELECT jsonb_object_keys(expected->'triggers') ORDER BY 1 LOOP
         -- A guard disabled with step-up and enabled again is no weakening.
         IF actual->'triggers'->k IS DISTINCT FROM expected->'triggers'->k
            AND actual->'triggers'->k IS DISTINCT FROM jsonb_set(expected->'triggers'->k, '{2}', '"A"') THEN
-            RETURN format('trigger %s on %s', k, target);
+            RETURN QUERY SELECT format('trigger %s on %s', k, target), (actual->'triggers'->k)::text;
+        END IF;
+    END LOOP;
+    FOR k IN SELECT jsonb_object_keys(expected->'policies') ORDER BY 1 LOOP
+        IF actual->'policies'->k IS DISTINCT FROM expected->'policies'->k THEN
+            RETURN QUERY SELECT format('policy %s on %s', k, target), (actual->'policies'->k)::text;
         END IF;
     END LOOP;
     IF expected->'policies' <> '{}' AND actual->'row_security' IS DISTINCT FROM expected->'row_security' THEN
-        RETURN format('row level security on %s', target);
+        RETURN QUERY SELECT format('row level security on %s', target), (actual->'row_security')::text;
     END IF;
-    FOR k IN SELECT jsonb_object_keys(expected->'policies') ORDER BY 1 LOOP
-        IF actual->'policies'->k IS DISTINCT FROM expected->'policies'->k THEN
-            RETURN format('policy %s on %s', k, target);
-        END IF;
-    END LOOP;
     FOR k IN SELECT jsonb_object_keys(coalesce(expected->'columns', '{}')) ORDER BY 1 LOOP
         IF actual->'columns'->k IS DISTINCT FROM expected->'columns'->k THEN
-            RETURN format('column %s (%s) of %s', k, expected->'columns'->k->>0, target);
+            RETURN QUERY SELECT format('column %s (%s) of %s', k, expected->'columns'->k->>0, target),
+                                (actual->'columns'->k)::text;
         END IF;
     END LOOP;
-    RETURN NULL;
 END
+$$;
+
+-- For the DDL guard, before and after a command: every gap of a protected
+-- table the role may alter (superusers: every table).
+CREATE FUNCTION stepup.ddl_gaps(role oid, every_table boolean)
+RETURNS TABLE (target oid, object text, now text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+SELECT p.target::oid, g.object, g.now
+  FROM stepup.protected p
+  JOIN pg_class c ON c.oid = p.target
+ CROSS JOIN LATERAL stepup.protection_gaps(p.target, p.state) AS g
+ WHERE every_table OR pg_has_role(role, c.relowner, 'USAGE')
+ ORDER BY p.target, g.object
 $$;
 
 -- After DDL that was allowed: what the table has now is the new baseline,
@@ -372,9 +392,11 @@ GRANT SELECT ON stepup.policies TO PUBLIC;
 
 -- DDL guards (src/ddl.rs). Event triggers fire in every session, for every
 -- role (superusers are checked, and allowed), also in replica mode.
+CREATE EVENT TRIGGER stepup_guard_ddl_start ON ddl_command_start EXECUTE FUNCTION stepup.guard_ddl_start();
 CREATE EVENT TRIGGER stepup_guard_ddl ON ddl_command_end EXECUTE FUNCTION stepup.guard_ddl();
 CREATE EVENT TRIGGER stepup_guard_drop ON sql_drop EXECUTE FUNCTION stepup.guard_drop();
 CREATE EVENT TRIGGER stepup_guard_rewrite ON table_rewrite EXECUTE FUNCTION stepup.guard_rewrite();
+ALTER EVENT TRIGGER stepup_guard_ddl_start ENABLE ALWAYS;
 ALTER EVENT TRIGGER stepup_guard_ddl ENABLE ALWAYS;
 ALTER EVENT TRIGGER stepup_guard_drop ENABLE ALWAYS;
 ALTER EVENT TRIGGER stepup_guard_rewrite ENABLE ALWAYS;
@@ -387,6 +409,7 @@ COMMENT ON FUNCTION stepup.protect(regclass, text, interval, text[], text[], tex
     'Require step-up for changes to a table: level, max_age, operations, columns, row_filter, subject_column, one_time, bind_change, methods. Replacing a policy takes the current policy''s step-up.';
 COMMENT ON FUNCTION stepup.unprotect(regclass) IS 'Remove a table''s protection. Needs that table''s step-up.';
 COMMENT ON FUNCTION stepup.protection_state(regclass) IS 'The guard triggers, row security and policies protect() installed on a table, as JSON.';
-COMMENT ON FUNCTION stepup.protection_gap(regclass, jsonb) IS 'The first protection object that differs from the expected state, or NULL.';
+COMMENT ON FUNCTION stepup.protection_gaps(regclass, jsonb) IS 'Every protection object that differs from the expected state: what, and what is there now.';
 COMMENT ON FUNCTION stepup.accept_ddl(regclass) IS 'Used by pg_stepup''s DDL guard: records what an allowed DDL left as the table''s new baseline, following renamed columns.';
 COMMENT ON FUNCTION stepup.keep_guards_always() IS 'Used by pg_stepup''s DDL guard: sets guard triggers left firing only for some sessions back to ALWAYS.';
+COMMENT ON FUNCTION stepup.ddl_gaps(oid, boolean) IS 'Used by pg_stepup''s DDL guard: the protection gaps of the tables a role may alter.';

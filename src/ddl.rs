@@ -6,12 +6,15 @@
 //! extension's owner, so neither the caller's privileges nor its
 //! `row_security` setting change what they see.
 //!
-//! Who may weaken a table's protection: a superuser (the documented
-//! exception for DDL); otherwise only a role holding the table's step-up,
-//! and never for a policy that binds rows to subjects or to exact changes
-//! (no single user's assertion can stand for every row). A one-time policy
-//! spends the assertion; every DDL allowed by step-up is an audit entry.
+//! Who may weaken a table's protection: a role holding the table's
+//! step-up; a superuser without it (the documented exception for DDL),
+//! except where the policy binds rows to subjects or to exact changes: no
+//! single user's assertion can stand for every row there, so only a
+//! superuser may, and with step-up. A one-time policy spends the
+//! assertion; every DDL allowed by step-up is an audit entry.
 //! Inheritance children of a protected table are refused for everyone.
+
+use std::cell::RefCell;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -61,7 +64,69 @@ fn superuser() -> bool {
     unsafe { pg_sys::superuser() }
 }
 
+/// A protection gap: the table, what is missing or changed, and what is
+/// there now.
+type Gap = (pg_sys::Oid, String, Option<String>);
+
+thread_local! {
+    /// The gaps each running DDL command found when it started (innermost
+    /// last): what it finds at its end and did not find then, it made.
+    static BEFORE: RefCell<Vec<Vec<Gap>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A command that failed never reaches its end: forget its start.
+pub fn register_callbacks() {
+    unsafe { pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut()) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(_event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    BEFORE.with(|b| b.borrow_mut().clear());
+}
+
+#[pg_extern(sql = r#"
+CREATE FUNCTION stepup.guard_ddl_start() RETURNS event_trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'guard_ddl_start_wrapper';
+COMMENT ON FUNCTION stepup.guard_ddl_start() IS
+    'Event trigger (ddl_command_start): notes the protection gaps that exist before a DDL command, so that the command is judged only by what it changes.';
+"#)]
+fn guard_ddl_start() {
+    let gaps = if catalog::snapshot().policies.is_empty() {
+        Vec::new()
+    } else {
+        gaps(superuser())
+    };
+    BEFORE.with(|b| b.borrow_mut().push(gaps));
+}
+
+/// The gaps of the tables this role may alter (every table for a
+/// superuser): only a table's owner, or a member of its role, can alter it.
+fn gaps(superuser: bool) -> Vec<Gap> {
+    let user = unsafe { pg_sys::GetUserId() };
+    let gaps = owner::as_owner(|| {
+        Spi::connect(|client| {
+            let rows = client.select(
+                "SELECT target, object, now FROM stepup.ddl_gaps($1, $2)",
+                None,
+                &[user.into(), superuser.into()],
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                if let (Some(t), Some(object)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?)
+                {
+                    out.push((t, object, row.get::<String>(3)?));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })
+    });
+    gaps.unwrap_or_else(|e| error!("pg_stepup: cannot read protection state: {e}"))
+}
+
 fn after_command() -> Option<Rejection> {
+    // Started with no protected table (or before the library was loaded):
+    // every gap found now is this command's.
+    let before = BEFORE.with(|b| b.borrow_mut().pop()).unwrap_or_default();
     if catalog::snapshot().policies.is_empty() {
         return None;
     }
@@ -81,35 +146,16 @@ fn after_command() -> Option<Rejection> {
         return Some(inheritance(&child, &parent));
     }
     owner::run("SELECT stepup.keep_guards_always()", &[]);
-    // Only a table's owner (or a member of its role) can alter it, and
-    // superusers are allowed anyway: a gap left on someone else's table is
-    // not this command's doing.
-    let user = unsafe { pg_sys::GetUserId() };
-    let gaps = owner::as_owner(|| {
-        Spi::connect(|client| {
-            let rows = client.select(
-                "SELECT p.target::pg_catalog.oid, g \
-                   FROM stepup.protected p \
-                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.target \
-                  CROSS JOIN LATERAL stepup.protection_gap(p.target, p.state) AS g \
-                  WHERE g IS NOT NULL \
-                    AND ($2 OR pg_catalog.pg_has_role($1, c.relowner, 'USAGE')) \
-                  ORDER BY p.target",
-                None,
-                &[user.into(), superuser.into()],
-            )?;
-            let mut out = Vec::new();
-            for row in rows {
-                if let (Some(t), Some(g)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?) {
-                    out.push((t, g));
-                }
-            }
-            Ok::<_, pgrx::spi::Error>(out)
-        })
-    });
-    let gaps = gaps.unwrap_or_else(|e| error!("pg_stepup: cannot read protection state: {e}"));
-    gaps.iter()
-        .find_map(|(target, gap)| decide(*target, gap, false, superuser))
+    gaps(superuser).iter().find_map(|gap| {
+        // A gap that was there before (a restore that has not yet created
+        // everything, a change allowed earlier) is not this command's doing.
+        let change = if before.contains(gap) {
+            Change::Incomplete
+        } else {
+            Change::Weakened
+        };
+        decide(gap.0, &gap.1, change, superuser)
+    })
 }
 
 fn after_drop() -> Option<Rejection> {
@@ -124,7 +170,18 @@ fn after_drop() -> Option<Rejection> {
                         o.object_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) o.object_identity \
                    FROM pg_catalog.pg_event_trigger_dropped_objects() AS o \
                   WHERE o.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
-                    AND o.objid IN (SELECT p.target::pg_catalog.oid FROM stepup.protected p)",
+                    AND o.objid IN (SELECT p.target::pg_catalog.oid FROM stepup.protected p) \
+                 UNION ALL \
+                 SELECT p.target::pg_catalog.oid, false, \
+                        o.object_type OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) o.object_identity \
+                   FROM pg_catalog.pg_event_trigger_dropped_objects() AS o \
+                   JOIN stepup.protected p ON p.target::pg_catalog.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass( \
+                        pg_catalog.quote_ident(o.address_names[1]) OPERATOR(pg_catalog.||) '.' \
+                        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(o.address_names[2]))::pg_catalog.oid \
+                  WHERE o.classid IN ('pg_catalog.pg_trigger'::pg_catalog.regclass, \
+                                      'pg_catalog.pg_policy'::pg_catalog.regclass) \
+                    AND o.address_names[3] IN ('stepup_guard', 'stepup_guard_truncate', 'stepup_insert', \
+                                               'stepup_update', 'stepup_open', 'stepup_owner')",
                 None,
                 &[],
             )?;
@@ -145,9 +202,14 @@ fn after_drop() -> Option<Rejection> {
         dropped.unwrap_or_else(|e| error!("pg_stepup: cannot read the dropped objects: {e}"));
     // A dropped column destroys that column of every row without firing a
     // row trigger: it needs the table's step-up like DROP TABLE does.
-    dropped
-        .iter()
-        .find_map(|(target, whole, what)| decide(*target, what, *whole, superuser))
+    dropped.iter().find_map(|(target, whole, what)| {
+        let change = if *whole {
+            Change::Dropped
+        } else {
+            Change::Weakened
+        };
+        decide(*target, what, change, superuser)
+    })
 }
 
 fn before_rewrite() -> Option<Rejection> {
@@ -165,17 +227,40 @@ fn before_rewrite() -> Option<Rejection> {
         "rewrite of every row of {}",
         qualified_name(target).unwrap_or_default()
     );
-    decide(target, &what, false, superuser)
+    decide(target, &what, Change::Weakened, superuser)
+}
+
+/// What a DDL command did to a table's protection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Something protect() installed is changed, or was dropped.
+    Weakened,
+    /// Something protect() installed is missing or changed, exactly as
+    /// before this command: a restore that has not yet created everything,
+    /// or a change allowed earlier. Never a new baseline.
+    Incomplete,
+    /// The table itself was dropped.
+    Dropped,
 }
 
 /// SU006 (or SU003) unless the role may weaken `target`'s protection
 /// through `object`. Once allowed, what the table has now is the new
 /// baseline, and a dropped table's policy is forgotten.
-fn decide(target: pg_sys::Oid, object: &str, dropped: bool, superuser: bool) -> Option<Rejection> {
+///
+/// Superusers are the documented exception, except where the policy binds
+/// rows to subjects or to exact changes: there they need step-up too.
+fn decide(target: pg_sys::Oid, object: &str, change: Change, superuser: bool) -> Option<Rejection> {
     let snapshot = catalog::snapshot();
     let policy = snapshot.policies.get(&target)?;
     let table = qualified_name(target);
-    if !superuser {
+    // Not this command's doing: nothing to refuse, and no new baseline (a
+    // restore that has created only part of a table so far must not record
+    // that part as the norm).
+    if change == Change::Incomplete {
+        return None;
+    }
+    let binds = policy.subject_column.is_some() || policy.bind_change;
+    if !superuser || binds {
         let req = policy.requirement(&snapshot);
         let tamper = |why: String, hint: &str| {
             let mut r = gate::step_up_required(
@@ -190,21 +275,24 @@ fn decide(target: pg_sys::Oid, object: &str, dropped: bool, superuser: bool) -> 
             r.hint = Some(hint.into());
             r
         };
-        if let Some(column) = policy
-            .subject_column
-            .as_deref()
-            .filter(|_| !policy.bind_change)
-        {
-            return Some(tamper(
-                format!("the policy binds each row to its \"{column}\": no single user's assertion can authorise DDL that weakens it"),
-                "Only the extension's owner (a superuser) may change this table's protection.",
-            ));
-        }
-        if policy.bind_change {
-            return Some(tamper(
-                "the policy binds each change to the user's confirmation (bind_change): no assertion can authorise DDL that weakens it".into(),
-                "Only the extension's owner (a superuser) may change this table's protection.",
-            ));
+        const OWNER_ONLY: &str = "Only the extension's owner (a superuser), holding the table's step-up, may change this table's protection.";
+        if !superuser {
+            if let Some(column) = policy
+                .subject_column
+                .as_deref()
+                .filter(|_| !policy.bind_change)
+            {
+                return Some(tamper(
+                    format!("the policy binds each row to its \"{column}\": no single user's assertion can authorise DDL that weakens it"),
+                    OWNER_ONLY,
+                ));
+            }
+            if policy.bind_change {
+                return Some(tamper(
+                    "the policy binds each change to the user's confirmation (bind_change): no single user's assertion can authorise DDL that weakens it".into(),
+                    OWNER_ONLY,
+                ));
+            }
         }
         if let Err(unmet) = gate::evaluate(&req, &snapshot) {
             let mut r = gate::step_up_required(&req, &unmet, table.clone(), "DDL");
@@ -230,7 +318,7 @@ fn decide(target: pg_sys::Oid, object: &str, dropped: bool, superuser: bool) -> 
         );
     }
     // A live table is never forgotten this way, whatever the caller says.
-    let dropped = dropped && table.is_none();
+    let dropped = change == Change::Dropped && table.is_none();
     let sql = if dropped {
         "DELETE FROM stepup.protected WHERE target OPERATOR(pg_catalog.=) $1"
     } else {

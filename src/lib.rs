@@ -43,6 +43,7 @@ extension_sql_file!(
         "bootstrap",
         catalog_changed,
         guard,
+        guard_ddl_start,
         guard_ddl,
         guard_drop,
         guard_rewrite,
@@ -61,6 +62,7 @@ extension_sql_file!("../sql/finalize.sql", finalize);
 pub extern "C-unwind" fn _PG_init() {
     settings::define();
     held::register_callbacks();
+    ddl::register_callbacks();
     catalog::register_invalidation();
     rows::register_invalidation();
     audit::register_invalidation();

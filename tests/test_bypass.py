@@ -290,8 +290,15 @@ def test_3_owner_with_any_assertion_cannot_weaken_subject_or_bind_tables(app, su
         text = texts(err).lower()
         assert "only the extension" in text and "owner" in text, texts(err)
         protection_intact(su, app, t)
-    # The extension's owner (a superuser) keeps the documented DDL exception.
-    su.execute(ddl.format(t=t))
+    # Not even the superuser without step-up: only the extension's owner,
+    # holding the table's step-up, may.
+    expect_error(su, ddl.format(t=t), None, "SU006")
+    protection_intact(su, app, t)
+    token = hs.token(sub="operator")
+    with su.transaction():
+        jti = present(su, token)["jti"]
+        su.execute(ddl.format(t=t))
+    assert [(e[0], e[1]) for e in ddl_entries(su, t)] == [("operator", jti)]
 
 
 PLAIN_DDL = {  # the DDL and a word its audit entry's object must name
@@ -301,6 +308,41 @@ PLAIN_DDL = {  # the DDL and a word its audit entry's object must name
     "drop_column": (WEAKENING["drop_column"], "note"),
     "no_force_rls": (WEAKENING["no_force_rls"], "row level security"),
 }
+
+
+def test_3_superuser_restores_a_subject_table_without_step_up(su, hs, app_role, tmp_path):
+    """A full pg_dump / pg_restore as a superuser creates what protect()
+    installed one piece at a time: completing a table is not weakening it,
+    so the restore needs no step-up, and the restored table is protected."""
+    source, target = ident("dumped"), ident("restored")
+    env = dict(os.environ, PGHOST=PGHOST, PGPORT=PGPORT, PGUSER=SUPERUSER)
+    dump = tmp_path / "db.dump"
+    try:
+        su.execute(f"CREATE DATABASE {source}")
+        with psycopg.connect(conninfo(source), autocommit=True) as c:
+            c.execute("CREATE EXTENSION pg_stepup")
+            signer = new_hs256(c, source)
+            t = new_table(c, app_role, "id int PRIMARY KEY, owner text, iban text, amount numeric, note text",
+                          ROWS)
+            protect(c, t, columns=["iban", "amount"], subject_column="owner", row_filter="amount >= 10000",
+                    operations=["INSERT", "UPDATE", "DELETE"], bind_change=True)
+        subprocess.run([f"{PG_BIN}/pg_dump", "-Fc", "-f", str(dump), source], check=True, env=env)
+        su.execute(f"CREATE DATABASE {target}")
+        subprocess.run([f"{PG_BIN}/pg_restore", "--exit-on-error", "-d", target, str(dump)], check=True, env=env)
+        with psycopg.connect(conninfo(target), autocommit=True) as r:
+            assert guard_state(r, t) == {"stepup_guard": "A", "stepup_guard_truncate": "A"}
+            assert rows(r, t) == ROWS
+            # Intact, and as strict as before: the superuser still needs step-up.
+            assert r.execute("SELECT g.object FROM stepup.protected p, "
+                             "stepup.protection_gaps(p.target, p.state) g").fetchall() == []
+            expect_error(r, f"ALTER TABLE {t} DISABLE TRIGGER stepup_guard", None, "SU006")
+            expect_error(r, f"UPDATE {t} SET iban = 'XX' WHERE id = 2", None, "SU001")
+            with r.transaction():
+                present(r, signer.token(aud=target, sub="bob"))
+                expect_error(r, f"UPDATE {t} SET iban = 'XX' WHERE id = 2", None, "SU004")
+    finally:
+        for db in (source, target):
+            su.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 @pytest.mark.parametrize("ddl,word", PLAIN_DDL.values(), ids=PLAIN_DDL.keys())

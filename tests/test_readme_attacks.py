@@ -346,11 +346,17 @@ def test_11_session_assertion_of_a_retired_key(app, su, payouts, dbname):
 
 # === 14. DISABLE / ENABLE TRIGGER ALL, then a replica write ====================================
 
-def test_14_enable_trigger_all_then_replica_write(su, payouts):
+def test_14_enable_trigger_all_then_replica_write(su, hs, payouts):
     """What pg_restore --data-only --disable-triggers ends with: the guard
     must still fire under session_replication_role = replica."""
     t = payouts()
-    su.execute(f"ALTER TABLE {t} DISABLE TRIGGER ALL")
+    # The README's table binds rows to subjects: even a superuser needs
+    # step-up to switch its guard off.
+    err, _ = attempt(su, [f"ALTER TABLE {t} DISABLE TRIGGER ALL"])
+    assert state(err) == "SU006", err
+    with su.transaction():
+        present(su, hs.token(sub="operator"))
+        su.execute(f"ALTER TABLE {t} DISABLE TRIGGER ALL")
     su.execute(f"ALTER TABLE {t} ENABLE TRIGGER ALL")
     modes = guard_modes(su, t)
     su.execute("SET session_replication_role = replica")
