@@ -86,13 +86,14 @@ pub const OUTPUT_SETTINGS: &[(&CStr, &CStr)] = &[
 ];
 
 /// The row as `to_jsonb` renders it with TimeZone UTC and the default
-/// output settings: what `stepup.change_digest` callers are told to send.
-/// An error names what serde_json (and so RFC 8785) cannot hold, such as a
-/// `numeric` of 1e400.
+/// output settings, read as a change digest reads it (numbers a double
+/// cannot hold exactly as strings of their text): what
+/// `stepup.change_digest` callers are told to send. An error names what
+/// serde_json cannot hold (JSON nested 128 levels deep).
 pub fn as_json(row: Row) -> Result<Map<String, Value>, serde_json::Error> {
     let json = rendered(&rows::shape(row.rel), || {
         let columns = row.columns();
-        crate::jsonb::to_value(object(&row.values(), columns.iter()))
+        crate::jsonb::to_exact_value(object(&row.values(), columns.iter()))
     })?;
     Ok(match json {
         Value::Object(m) => m,
