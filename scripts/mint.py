@@ -12,6 +12,7 @@ import argparse
 import sys
 import time
 import uuid
+from decimal import Decimal
 
 import jwt
 
@@ -33,13 +34,37 @@ def mint(kid, key, alg="HS256", sub="alice", aud="postgres", acr="aal2",
     return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid})
 
 
+def exact(v):
+    """A number that no double prints back as the same value becomes the
+    JSON string of its exact decimal text (README, "Change digests");
+    every other value stays as it is."""
+    import math
+    from decimal import Decimal
+    import rfc8785
+    if isinstance(v, dict):
+        return {k: exact(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [exact(x) for x in v]
+    if isinstance(v, bool) or not isinstance(v, (int, Decimal)):
+        return v
+    text = str(v) if isinstance(v, int) else format(v, "f")
+    try:
+        double = float(v)
+    except OverflowError:
+        return text
+    if math.isfinite(double) and Decimal(rfc8785.dumps(double).decode()) == Decimal(text):
+        return double
+    return text
+
+
 def change_digest(table, op, key, changes):
     """The chg digest of one row change, as an IdP computes it: lowercase
-    hex SHA-256 of the RFC 8785 canonical JSON (see README)."""
+    hex SHA-256 of the RFC 8785 canonical JSON (see README), numbers a
+    double cannot hold as their text. Read JSON with parse_float=Decimal."""
     import hashlib
     import rfc8785
     doc = {"table": table, "op": op.upper(), "key": key, "changes": changes}
-    return hashlib.sha256(rfc8785.dumps(doc)).hexdigest()
+    return hashlib.sha256(rfc8785.dumps(exact(doc))).hexdigest()
 
 
 def ed25519_private(seed_hex):
@@ -80,7 +105,9 @@ def main():
     else:
         key, alg = ed25519_private(a.ed25519_seed), "EdDSA"
     import json
-    chg = [change_digest(t, op, json.loads(k), json.loads(c)) for t, op, k, c in a.bind]
+    # Decimal: numbers keep their digits (12345678901234567890.5).
+    chg = [change_digest(t, op, json.loads(k, parse_float=Decimal), json.loads(c, parse_float=Decimal))
+           for t, op, k, c in a.bind]
     print(mint(a.kid, key, alg, a.sub, a.aud, a.acr, [m for m in a.amr.split(",") if m],
                a.lifetime, a.age, a.auth_age, a.jti, extra={"chg": chg} if chg else None))
 

@@ -60,7 +60,7 @@ fn change_digest(target: pg_sys::Oid, op: &str, key: JsonbArg, changes: JsonbArg
         );
     };
     let read = |what: &str, arg: &JsonbArg| {
-        arg.value().unwrap_or_else(|e| {
+        arg.exact_value().unwrap_or_else(|e| {
             bad_argument(
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
                 format!("{what} cannot be canonicalized: {e}"),

@@ -144,9 +144,22 @@ pgrx::impl_sql_translatable!(Jsonb, "jsonb");
 /// an error to report: a number beyond an IEEE double (`1e400`, which
 /// `numeric` and so `jsonb` accept), nesting deeper than 128.
 pub fn to_value(datum: pg_sys::Datum) -> Result<Value, serde_json::Error> {
+    serde_json::from_slice(text_of(datum))
+}
+
+/// A jsonb datum as a change digest reads it ([`crate::digest::exact_value`]):
+/// numbers a double cannot hold exactly as strings of their exact text.
+pub fn to_exact_value(datum: pg_sys::Datum) -> Result<Value, serde_json::Error> {
+    let text = std::str::from_utf8(text_of(datum))
+        .map_err(|_| <serde_json::Error as serde::de::Error>::custom("jsonb text is not UTF-8"))?;
+    crate::digest::exact_value(text)
+}
+
+/// `jsonb_out` of a jsonb datum, in the current memory context.
+fn text_of<'a>(datum: pg_sys::Datum) -> &'a [u8] {
     // SAFETY: a non-null jsonb datum; jsonb_out detoasts it and returns a
     // palloc'd C string in the current memory context.
-    let text = unsafe {
+    unsafe {
         let p = pgrx::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(datum)])
             .map(|d| d.cast_mut_ptr::<std::ffi::c_char>())
             .unwrap_or(null_mut());
@@ -155,8 +168,7 @@ pub fn to_value(datum: pg_sys::Datum) -> Result<Value, serde_json::Error> {
         } else {
             CStr::from_ptr(p).to_bytes()
         }
-    };
-    serde_json::from_slice(text)
+    }
 }
 
 /// A `jsonb` argument, read with [`to_value`] by the function that takes it.
@@ -165,6 +177,11 @@ pub struct JsonbArg(pg_sys::Datum);
 impl JsonbArg {
     pub fn value(&self) -> Result<Value, serde_json::Error> {
         to_value(self.0)
+    }
+
+    /// As [`to_exact_value`] reads it.
+    pub fn exact_value(&self) -> Result<Value, serde_json::Error> {
+        to_exact_value(self.0)
     }
 }
 

@@ -5,6 +5,38 @@
 //! (tests/test_audit.py checks every form against the server, and the
 //! verifier recomputes each entry through the server's own functions).
 
+/// Largest column value, in bytes, that an audit entry's `key`,
+/// `old_values` and `new_values` copy: the value's size uncompressed and
+/// without its 4-byte varlena header (`octet_length` of a text or bytea),
+/// read from the header or TOAST pointer, never by detoasting. A larger
+/// value is written as [`omitted`] instead. So an entry's jsonb text stays
+/// under jsonb_out's 1 GB even for 1600 such columns of control
+/// characters, each escaped to six bytes: 1600 * 64 KiB * 6 = 600 MiB.
+pub const VALUE_LIMIT: usize = 64 * 1024;
+
+// The bound the limit exists for.
+const _: () = assert!(1600 * VALUE_LIMIT * 6 < 0x3FFF_FFFF);
+
+/// Does a value of `size` bytes (as [`VALUE_LIMIT`] counts them) go into
+/// an entry as [`omitted`]?
+#[inline(always)]
+pub fn over_limit(size: usize) -> bool {
+    size > VALUE_LIMIT
+}
+
+/// The string an entry holds in place of a value over [`VALUE_LIMIT`]:
+/// `pg_stepup:omitted size=<bytes> sha256=<hex>` over `text`, the value's
+/// text as the row digest hashes it (its output function, UTF-8); the row
+/// digests keep covering the whole value.
+pub fn omitted(text: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!(
+        "pg_stepup:omitted size={} sha256={}",
+        text.len(),
+        crate::digest::lower_hex(&Sha256::digest(text))
+    )
+}
+
 /// An object's keys and values.
 pub type Pairs<'a> = Vec<(&'a [u8], Scalar<'a>)>;
 
@@ -97,6 +129,22 @@ pub fn plain_array(items: &[&str]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn omitted_names_size_and_sha256() {
+        assert_eq!(
+            omitted(b"abc"),
+            "pg_stepup:omitted size=3 sha256=ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(!over_limit(VALUE_LIMIT));
+        assert!(over_limit(VALUE_LIMIT + 1));
+        // The marker is plain ASCII: jsonb_out escapes nothing in it.
+        let m = omitted(&[1u8; 100]);
+        assert!(m
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'));
+        assert_eq!(m.len(), "pg_stepup:omitted size=100 sha256=".len() + 64);
+    }
 
     fn object(mut pairs: Vec<(&[u8], Scalar)>) -> Vec<u8> {
         sort_keys(&mut pairs);

@@ -86,13 +86,14 @@ pub const OUTPUT_SETTINGS: &[(&CStr, &CStr)] = &[
 ];
 
 /// The row as `to_jsonb` renders it with TimeZone UTC and the default
-/// output settings: what `stepup.change_digest` callers are told to send.
-/// An error names what serde_json (and so RFC 8785) cannot hold, such as a
-/// `numeric` of 1e400.
+/// output settings, read as a change digest reads it (numbers a double
+/// cannot hold exactly as strings of their text): what
+/// `stepup.change_digest` callers are told to send. An error names what
+/// serde_json cannot hold (JSON nested 128 levels deep).
 pub fn as_json(row: Row) -> Result<Map<String, Value>, serde_json::Error> {
     let json = rendered(&rows::shape(row.rel), || {
         let columns = row.columns();
-        crate::jsonb::to_value(object(&row.values(), columns.iter()))
+        crate::jsonb::to_exact_value(object(&row.values(), columns.iter()))
     })?;
     Ok(match json {
         Value::Object(m) => m,
@@ -117,6 +118,10 @@ pub fn texts(items: &[(pg_sys::Oid, Option<pg_sys::Datum>)]) -> Vec<Text> {
             (pg_sys::INT8OID, Some(d)) => Text::Int(d.value() as i64),
             (pg_sys::BOOLOID, Some(d)) => Text::Bool(d.value() != 0),
             (pg_sys::TEXTOID | pg_sys::VARCHAROID, Some(d)) => Text::InPlace(unsafe { packed(*d) }),
+            (pg_sys::BYTEAOID, Some(d)) => {
+                refuse_unprintable_bytea(*d);
+                Text::Printed(null_mut(), built_in_output(pg_sys::BYTEAOID))
+            }
             (t, Some(_)) if u32::from(t) < pg_sys::FirstNormalObjectId => {
                 Text::Printed(null_mut(), built_in_output(t))
             }
@@ -267,10 +272,12 @@ pub fn object<'c>(
     laid_out(values, columns, false).0
 }
 
-/// [`object`], and its text exactly as `jsonb_out` writes it when every
-/// value is an integer, boolean, string or null (None otherwise): the
-/// audit hashes that text, and writing it here costs a fraction of
-/// printing the jsonb back.
+/// The audit's form of [`object`]: each value over
+/// [`pgtext::VALUE_LIMIT`] written as [`pgtext::omitted`] (so no entry's
+/// text outgrows what jsonb_out can print), and the object's text exactly
+/// as `jsonb_out` writes it when every value is an integer, boolean,
+/// string or null (None otherwise): the audit hashes that text, and
+/// writing it here costs a fraction of printing the jsonb back.
 pub fn object_and_text<'c>(
     values: &Values,
     columns: impl Iterator<Item = &'c Column> + Clone,
@@ -278,22 +285,23 @@ pub fn object_and_text<'c>(
     laid_out(values, columns, true)
 }
 
-/// The object, and its text if `with_text` and it is plain: integer,
-/// boolean and text columns straight from the row ([`scalars`]); other
-/// plain values through the builder's values ([`plain`]); anything else,
-/// or an object too large to lay out here, built by Postgres.
+/// The object, and, for the audit (`audit`: values bounded), its text if
+/// it is plain: integer, boolean and text columns straight from the row
+/// ([`scalars`]); other plain values through the builder's values
+/// ([`plain`]); anything else, or an object too large to lay out here,
+/// built by Postgres.
 fn laid_out<'c>(
     values: &Values,
     columns: impl Iterator<Item = &'c Column> + Clone,
-    with_text: bool,
+    audit: bool,
 ) -> (pg_sys::Datum, Option<Vec<u8>>) {
-    let text = |sorted: &[(&[u8], Scalar)]| with_text.then(|| pgtext::object_sorted(sorted));
-    if let Some(sorted) = scalars(values, columns.clone()) {
+    let text = |sorted: &[(&[u8], Scalar)]| audit.then(|| pgtext::object_sorted(sorted));
+    if let Some(sorted) = scalars(values, columns.clone(), audit) {
         if let Some(datum) = stored(&sorted) {
             return (datum, text(&sorted));
         }
     }
-    let pairs = pairs(values, columns);
+    let pairs = pairs(values, columns, audit);
     let (datum, printed) = match unsafe { plain(&pairs) } {
         Some(sorted) => (stored(&sorted), text(&sorted)),
         None => (None, None),
@@ -304,14 +312,22 @@ fn laid_out<'c>(
 /// The columns as plain scalars in jsonb's key order, read straight from
 /// the row when each is an integer, boolean or text column (the common
 /// row): no builder values in between. None if any is of another type.
+/// `bounded`: a text over the limit is its [`pgtext::omitted`] marker.
 fn scalars<'v, 'c: 'v>(
     values: &Values,
     columns: impl Iterator<Item = &'c Column>,
+    bounded: bool,
 ) -> Option<pgtext::Pairs<'v>> {
     let mut sorted = columns
         .map(|c| {
             let value = match values.get(c.index) {
                 None => Scalar::Null,
+                // Other types than text leave this path anyway (None below).
+                Some(d)
+                    if bounded
+                        && matches!(c.type_oid, pg_sys::TEXTOID | pg_sys::VARCHAROID)
+                        && oversized(c.type_oid, d) =>
+                unsafe { Scalar::Str(omitted(c.type_oid, d)) },
                 // Text in place, or detoasted into the row's memory context.
                 Some(d) => unsafe { plain_scalar(c.type_oid, d)? },
             };
@@ -322,15 +338,26 @@ fn scalars<'v, 'c: 'v>(
     Some(sorted)
 }
 
-/// Each column's key and value, laid out for the builder.
+/// Each column's key and value, laid out for the builder; `bounded`: a
+/// value over the limit as its [`pgtext::omitted`] marker.
 fn pairs<'c>(
     values: &Values,
     columns: impl Iterator<Item = &'c Column>,
+    bounded: bool,
 ) -> Vec<(pg_sys::JsonbValue, Pending)> {
     columns
         .map(|c| unsafe {
             let value = match values.get(c.index) {
                 None => Pending::Ready(null_value()),
+                Some(d) if bounded && oversized(c.type_oid, d) => {
+                    let marker = omitted(c.type_oid, d);
+                    let mut v = null_value();
+                    v.type_ = pg_sys::jbvType::jbvString;
+                    // The marker is under 100 bytes.
+                    v.val.string.len = i32::try_from(marker.len()).unwrap_or(0);
+                    v.val.string.val = marker.as_ptr().cast_mut().cast();
+                    Pending::Ready(v)
+                }
                 Some(d) => scalar(c.type_oid, d).unwrap_or_else(|| {
                     let mut v = null_value();
                     any_value(c.type_oid, d, &mut v);
@@ -340,6 +367,85 @@ fn pairs<'c>(
             (jsonb::string(&c.name), value)
         })
         .collect()
+}
+
+/// Is `d`, a non-null value of type `type_oid`, over [`pgtext::VALUE_LIMIT`]?
+/// A header read for the common row (integers and booleans: never; a
+/// short or plain inline varlena: its length); only a compressed or
+/// out-of-line value costs a call (its TOAST pointer or header holds the
+/// raw size: nothing is detoasted to decide).
+fn oversized(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> bool {
+    match type_oid {
+        pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID | pg_sys::BOOLOID => return false,
+        pg_sys::TEXTOID | pg_sys::VARCHAROID => {}
+        t if typlen(t) != -1 => return false,
+        _ => {}
+    }
+    // SAFETY: a non-null varlena datum (typlen -1).
+    pgtext::over_limit(unsafe { raw_size(d) })
+}
+
+/// The size of varlena datum `d` uncompressed, without its header: from
+/// its header, or (compressed, out of line) its TOAST pointer; nothing is
+/// detoasted.
+///
+/// # Safety
+/// `d` is a non-null varlena datum.
+unsafe fn raw_size(d: pg_sys::Datum) -> usize {
+    use pgrx::varlena::{varatt_is_1b, varatt_is_1b_e, varatt_is_4b_u, varsize_1b, varsize_4b};
+    let p = d.cast_mut_ptr::<pg_sys::varlena>();
+    if varatt_is_1b(p) && !varatt_is_1b_e(p) {
+        varsize_1b(p).saturating_sub(1)
+    } else if varatt_is_4b_u(p) {
+        varsize_4b(p).saturating_sub(pg_sys::VARHDRSZ)
+    } else {
+        pg_sys::toast_raw_datum_size(d).saturating_sub(pg_sys::VARHDRSZ)
+    }
+}
+
+/// A bytea whose hex text (`\x`, two digits a byte) would pass palloc's
+/// 1 GB: byteaout would fail with an internal error (XX000, "invalid
+/// memory alloc request size"); refuse it first, as the limit it is.
+fn refuse_unprintable_bytea(d: pg_sys::Datum) {
+    const MAX_ALLOC: usize = 0x3FFF_FFFF;
+    // SAFETY: a non-null bytea datum.
+    let size = unsafe { raw_size(d) };
+    if size > (MAX_ALLOC - 3) / 2 {
+        pgrx::ereport!(
+            ERROR,
+            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("pg_stepup: a bytea of {size} bytes is too large to audit"),
+            "Its text form (hex) would pass PostgreSQL's 1 GB limit, so no row digest can cover it. \
+             Keep values over 512 MB out of protected tables (store a reference and its digest)."
+        );
+    }
+}
+
+/// A type's typlen (-1: varlena), kept per backend: a type's length
+/// never changes.
+fn typlen(type_oid: pg_sys::Oid) -> i16 {
+    TYPLEN.with(|cache| {
+        *cache
+            .borrow_mut()
+            .entry(type_oid)
+            .or_insert_with(|| unsafe { pg_sys::get_typlen(type_oid) })
+    })
+}
+
+/// The [`pgtext::omitted`] marker of `d`, in the current memory context:
+/// over the value's text as the row digest hashes it ([`texts`]; a value
+/// its output function cannot print raises that function's error).
+///
+/// # Safety
+/// `d` is a non-null datum of type `type_oid`.
+unsafe fn omitted<'a>(type_oid: pg_sys::Oid, d: pg_sys::Datum) -> &'a [u8] {
+    let marker = texts(&[(type_oid, Some(d))])
+        .first()
+        .map(|t| t.with(|text| pgtext::omitted(text.unwrap_or_default())))
+        .unwrap_or_default();
+    let p = raw::alloc(marker.len());
+    std::ptr::copy_nonoverlapping(marker.as_ptr(), p, marker.len());
+    std::slice::from_raw_parts(p, marker.len())
 }
 
 /// The object of `pairs`, built by Postgres under one guard.
@@ -575,4 +681,5 @@ fn to_jsonb_of(type_oid: pg_sys::Oid) -> Box<pg_sys::FmgrInfo> {
 thread_local! {
     static OUTPUT: RefCell<OidMap<Box<pg_sys::FmgrInfo>>> = RefCell::new(OidMap::default());
     static TO_JSONB: RefCell<OidMap<Box<pg_sys::FmgrInfo>>> = RefCell::new(OidMap::default());
+    static TYPLEN: RefCell<OidMap<i16>> = RefCell::new(OidMap::default());
 }

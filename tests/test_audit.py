@@ -735,3 +735,86 @@ def test_entries_of_awkward_keys_values_and_names_hash_as_the_server_prints_them
         cols = sorted(zip(names, row), key=lambda c: c[0].encode())
         assert digests[row[0]] == _sha(b"pg_stepup row v1\n" + len(cols).to_bytes(4, "big")
                                        + b"".join(_field(n) + _field(v) for n, v in cols)), row
+
+
+# --- values over the copy limit (docs/audit-encoding.md) --------------------------
+
+VALUE_LIMIT = 65536
+
+
+def _omitted(text):
+    import hashlib
+    return f"pg_stepup:omitted size={len(text)} sha256={hashlib.sha256(text).hexdigest()}"
+
+
+def _owned_and_protected(fresh, su, ddl, name, **options):
+    su.execute(ddl)
+    su.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(name),
+                                                            sql.Identifier(fresh.app_role)))
+    su.execute("SELECT stepup.protect(%s, operations => %s)", [name, options.get("operations", "{UPDATE,DELETE}")])
+
+
+def test_a_huge_value_cannot_make_the_audit_unverifiable(fresh):
+    """The application role, with no assertion (INSERT is audited, not
+    gated), inserts one row holding 180 MB of control characters. Copied,
+    the entry's new_values would print (jsonb_out, \\u0001 per byte) beyond
+    1 GB and verify_audit() would fail with 54000 forever. The entry holds
+    a marker with the value's size and SHA-256 instead; the row digest
+    still covers the whole value; a value of exactly the limit is copied."""
+    su, app = fresh.connect(), fresh.app()
+    _owned_and_protected(fresh, su, "CREATE TABLE public.docs (id int PRIMARY KEY, body text, note text)", "docs")
+    n = 180_000_000
+    app.execute("INSERT INTO docs VALUES (1, repeat(chr(1), %s), 'huge')", [n])
+    app.execute("INSERT INTO docs VALUES (2, repeat(chr(1), %s), 'at the limit')", [VALUE_LIMIT])
+    app.execute("INSERT INTO docs VALUES (3, repeat('x', %s), 'one byte over')", [VALUE_LIMIT + 1])
+    stepped_up(app, fresh.signer.token(), "UPDATE docs SET body = 'short' WHERE id = 1")
+    assert scalar(su, "SELECT stepup.seal()") == 4
+    assert verify(su)[:3] == (True, 4, None)
+    rows = su.execute("SELECT op, key, old_values, new_values, new_digest, entry_hash = "
+                      "stepup.entry_hash(stepup.entry_fields(id, at, txid, table_name, op, key, old_digest, "
+                      "new_digest, changed, old_values, new_values, role_name, session_role, application_name, "
+                      "client_addr, kid, jti, sub, acr, amr, auth_time)) "
+                      "FROM stepup.audit_log WHERE table_name = 'public.docs' ORDER BY id").fetchall()
+    huge = _omitted(b"\x01" * n)
+    assert rows[0][3] == {"id": 1, "body": huge, "note": "huge"}
+    assert rows[1][3]["body"] == "\x01" * VALUE_LIMIT
+    assert rows[2][3]["body"] == _omitted(b"x" * (VALUE_LIMIT + 1))
+    assert rows[3][0] == "UPDATE" and rows[3][2:4] == ({"body": huge}, {"body": "short"})
+    assert all(r[5] for r in rows), "an entry hash differs from SQL's rendering"
+    # The row digest (docs/audit-encoding.md) covers the whole 180 MB.
+    fields = [("body", "\x01" * n), ("id", "1"), ("note", "huge")]
+    assert rows[0][4] == _sha(b"pg_stepup row v1\n" + (3).to_bytes(4, "big")
+                              + b"".join(_field(k) + _field(v) for k, v in fields))
+
+
+def test_values_over_the_limit_in_keys_and_in_rows_postgres_builds(fresh):
+    """The other writer path (a numeric column: the object is built by
+    Postgres) and the primary key are bounded the same way; a bytea's
+    marker is over its text output."""
+    su, app = fresh.connect(), fresh.app()
+    _owned_and_protected(fresh, su, "CREATE TABLE public.blobs (k text PRIMARY KEY, b bytea, amount numeric, "
+                                    "body text)", "blobs")
+    big_key = "k" * 100_000
+    app.execute("INSERT INTO blobs VALUES (%s, decode(repeat('ab', %s), 'hex'), 1.5, repeat('y', %s))",
+                [big_key, VALUE_LIMIT + 1, VALUE_LIMIT + 1])
+    app.execute("INSERT INTO blobs VALUES ('small', decode(repeat('ab', %s), 'hex'), 2, repeat('y', %s))",
+                [VALUE_LIMIT, VALUE_LIMIT])
+    assert verify(su)[:3] == (True, 2, None)
+    rows = su.execute("SELECT key, new_values FROM stepup.audit_log WHERE table_name = 'public.blobs' "
+                      "ORDER BY id").fetchall()
+    marker_key = _omitted(big_key.encode())
+    assert rows[0][0] == {"k": marker_key}
+    assert rows[0][1] == {"k": marker_key, "b": _omitted(("\\x" + "ab" * (VALUE_LIMIT + 1)).encode()),
+                          "amount": 1.5, "body": _omitted(b"y" * (VALUE_LIMIT + 1))}
+    assert rows[1][1] == {"k": "small", "b": "\\x" + "ab" * VALUE_LIMIT, "amount": 2, "body": "y" * VALUE_LIMIT}
+
+
+def test_a_bytea_too_large_to_print_is_refused_with_54000(fresh):
+    """Over 512 MB a bytea's hex text passes 1 GB: no row digest can cover
+    it, so the change is refused as a limit (54000), not an internal error."""
+    su, app = fresh.connect(), fresh.app()
+    _owned_and_protected(fresh, su, "CREATE TABLE public.big (id int PRIMARY KEY, b bytea)", "big")
+    err = expect_error(app, "INSERT INTO big VALUES (1, convert_to(repeat('a', 600000000), 'UTF8'))", None, "54000")
+    assert "too large to audit" in err.diag.message_primary
+    assert scalar(su, "SELECT count(*) FROM big") == 0
+    assert verify(su)[:3] == (True, 0, None)

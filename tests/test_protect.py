@@ -349,31 +349,64 @@ def test_bind_change_every_row_of_a_statement(app, hs, make_table, su):
 
 
 def test_bind_change_refuses_a_change_it_cannot_digest(app, hs, make_table, su):
-    """A numeric beyond an IEEE double (1e400) or a row whose old value is one
-    has no RFC 8785 digest: the change is refused as SU004 with the reason,
-    never allowed and never an internal error; change_digest refuses the same
-    values (22023), so no assertion could ever bind them."""
+    """JSON nested 128 levels deep has no digest: the change is refused as
+    SU004 with the reason, never allowed and never an internal error;
+    change_digest refuses the same value (22023), so no assertion could
+    ever bind it. A numeric beyond an IEEE double (1e400) does have one
+    now: its exact text, as a string."""
     name = make_table()
+    su.execute(f"ALTER TABLE {name} ADD COLUMN meta jsonb")
     protect(su, name, bind_change=True)
-    d = scalar(app, "SELECT stepup.change_digest(%s, 'UPDATE', '{\"id\": 1}', '{\"amount\": 1e300}')", [name])
+    deep = "(repeat('[', 200) || repeat(']', 200))::jsonb"
+    d = scalar(app, "SELECT stepup.change_digest(%s, 'UPDATE', '{\"id\": 1}', '{\"meta\": [[1]]}')", [name])
     with app.transaction():
         present(app, hs.token(extra={"chg": [d]}))
-        err = expect_error(app, f"UPDATE {name} SET amount = 1e400 WHERE id = 1", None, "SU004")
+        err = expect_error(app, f"UPDATE {name} SET meta = {deep} WHERE id = 1", None, "SU004")
     assert err.diag.message_detail.startswith("this change has no digest: a value of the row cannot be canonicalized")
-    assert "IEEE doubles" in err.diag.message_hint
-    expect_error(app, "SELECT stepup.change_digest(%s, 'UPDATE', '{\"id\": 1}', '{\"amount\": 1e400}')",
+    assert "128 levels" in err.diag.message_hint
+    expect_error(app, f"SELECT stepup.change_digest(%s, 'UPDATE', '{{\"id\": 1}}', jsonb_build_object('meta', {deep}))",
                  [name], "22023")
-    # The same table still binds a representable change (1e300 is a double).
-    assert stepped_up(app, hs.token(extra={"chg": [d]}), f"UPDATE {name} SET amount = 1e300 WHERE id = 1") == 1
-    # A row already holding 1e400 (INSERT is not gated here) cannot be bound
-    # either, whatever the change: the old row is rendered for the key.
-    app.execute(f"INSERT INTO {name} (id, amount) VALUES (100, 1e400)")
+    # The same table still binds a change it can digest.
+    assert stepped_up(app, hs.token(extra={"chg": [d]}), f"UPDATE {name} SET meta = '[[1]]' WHERE id = 1") == 1
+    # 1e400 is bound by its 401-digit text.
+    from test_change_digest import python_digest
+    d400 = python_digest(name, "UPDATE", {"id": 1}, {"amount": 10**400})
+    assert d400 == scalar(app, "SELECT stepup.change_digest(%s, 'UPDATE', '{\"id\": 1}', '{\"amount\": 1e400}')",
+                          [name])
+    assert stepped_up(app, hs.token(extra={"chg": [d400]}), f"UPDATE {name} SET amount = 1e400 WHERE id = 1") == 1
+    # A row already holding JSON that deep (INSERT is not gated here) cannot
+    # be bound either, whatever the change: the old row is rendered for the key.
+    app.execute(f"INSERT INTO {name} (id, meta) VALUES (100, {deep})")
     d2 = scalar(app, "SELECT stepup.change_digest(%s, 'UPDATE', '{\"id\": 100}', '{\"note\": \"x\"}')", [name])
     with app.transaction():
         present(app, hs.token(extra={"chg": [d2]}))
         err = expect_error(app, f"UPDATE {name} SET note = 'x' WHERE id = 100", None, "SU004")
     assert "cannot be canonicalized" in err.diag.message_detail
     assert scalar(su, f"SELECT note FROM {name} WHERE id = 100") is None
+
+
+def test_bind_change_big_integer_keys_do_not_collapse(app, hs, su, app_role):
+    """A double cannot tell 2^53 + 1 from 2^53: a chg for the change of row
+    9007199254740993 must not authorise the same change of row
+    9007199254740992, and does authorise its own."""
+    from test_change_digest import python_digest
+    name = f"public.{unique('bigkey').replace('-', '_')}"
+    su.execute(f"CREATE TABLE {name} (id bigint PRIMARY KEY, note text)")
+    su.execute(f"INSERT INTO {name} VALUES (9007199254740992, 'a'), (9007199254740993, 'b')")
+    su.execute(f"ALTER TABLE {name} OWNER TO {app_role}")
+    protect(su, name, bind_change=True)
+    d = python_digest(name, "UPDATE", {"id": 9007199254740993}, {"note": "x"})
+    assert d == scalar(app, "SELECT stepup.change_digest(%s, 'UPDATE', '{\"id\": 9007199254740993}', "
+                            "'{\"note\": \"x\"}')", [name])
+    assert d != python_digest(name, "UPDATE", {"id": 9007199254740992}, {"note": "x"})
+    with app.transaction():
+        present(app, hs.token(extra={"chg": [d]}))
+        err = expect_error(app, f"UPDATE {name} SET note = 'x' WHERE id = 9007199254740992", None, "SU004")
+        assert d not in err.diag.message_detail
+    assert stepped_up(app, hs.token(extra={"chg": [d]}),
+                      f"UPDATE {name} SET note = 'x' WHERE id = 9007199254740993") == 1
+    assert su.execute(f"SELECT id, note FROM {name} ORDER BY id").fetchall() == [
+        (9007199254740992, "a"), (9007199254740993, "x")]
 
 
 # --- DDL that would weaken protection (SU006) -----------------------------------------
