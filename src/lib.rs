@@ -67,6 +67,7 @@ pub extern "C-unwind" fn _PG_init() {
     rows::register_invalidation();
     audit::register_invalidation();
     utility::install();
+    audit::register_sealer();
 }
 
 /// Required by `cargo pgrx test`.

@@ -10,6 +10,7 @@ use pgrx::pg_sys;
 static AUDIENCE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(30);
 static MAX_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(15 * 60);
+static SEAL_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 pub fn define() {
     GucRegistry::define_string_guc(
@@ -40,6 +41,18 @@ pub fn define() {
         GucContext::Suset,
         GucFlags::UNIT_S,
     );
+    // Read by the sealer worker (audit/sealer.rs): set in postgresql.conf
+    // or by ALTER SYSTEM, applied on reload.
+    GucRegistry::define_int_guc(
+        c"stepup.seal_interval",
+        c"Seal the audit of every database this often (0: off).",
+        c"Needs shared_preload_libraries = 'pg_stepup'.",
+        &SEAL_INTERVAL,
+        0,
+        24 * 60 * 60,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
     // Any other stepup.* name is an error, not a silently kept placeholder.
     #[cfg(not(any(feature = "pg13", feature = "pg14")))]
     unsafe {
@@ -61,6 +74,10 @@ pub fn audience() -> String {
 
 pub fn leeway_s() -> i64 {
     i64::from(LEEWAY.get())
+}
+
+pub fn seal_interval_s() -> u64 {
+    u64::try_from(SEAL_INTERVAL.get()).unwrap_or(0)
 }
 
 pub fn max_lifetime_s() -> i64 {

@@ -13,6 +13,8 @@ Spec classes covered (/tmp/spec/issue17.md):
 
 Tests that need the audit chain to themselves get a database of their own
 (`fresh`), as in test_audit.py."""
+import time
+
 import psycopg
 import pytest
 from psycopg import sql
@@ -341,3 +343,51 @@ def test_12_the_app_role_really_cannot_call_the_internals(app, su, app_role):
         expect_error(app, "SELECT * FROM stepup.protection_gaps('stepup.keys', '{}')", None, "42501")
     expect_error(app, "SELECT * FROM stepup.ddl_gaps(0, true)", None, "42501")
     expect_error(app, "SELECT stepup.accept_ddl('stepup.keys')", None, "42501")
+
+
+# === 8b. sealing on a schedule =================================================================
+
+def test_8b_a_preloaded_library_seals_every_database_on_a_schedule():
+    """With shared_preload_libraries = 'pg_stepup' and stepup.seal_interval,
+    a background worker seals each database that has pg_stepup, with nobody
+    calling seal(); 0 turns it off (after a reload)."""
+    from soak import Cluster  # scripts/, on sys.path through conftest
+    cluster = Cluster("shared_preload_libraries = 'pg_stepup'", "stepup.seal_interval = 1")
+    try:
+        cluster.start()
+        with psycopg.connect(cluster.conninfo("postgres"), autocommit=True) as admin:
+            for db in ("sealed_a", "sealed_b", "no_extension"):
+                admin.execute(f"CREATE DATABASE {db}")
+        for db in ("sealed_a", "sealed_b"):
+            with psycopg.connect(cluster.conninfo(db), autocommit=True) as c:
+                c.execute("CREATE EXTENSION pg_stepup")
+                c.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
+                c.execute("SELECT stepup.protect('t')")
+                c.execute("INSERT INTO t VALUES (1, 'a'), (2, 'b')")  # audited, not gated
+
+        def links(db):
+            with psycopg.connect(cluster.conninfo(db), autocommit=True) as c:
+                return scalar(c, "SELECT count(*) FROM stepup.audit_chain")
+
+        deadline = time.time() + 30
+        while not (links("sealed_a") == 2 and links("sealed_b") == 2):
+            assert time.time() < deadline, "the sealer worker sealed nothing within 30 s"
+            time.sleep(0.5)
+        with psycopg.connect(cluster.conninfo("sealed_a"), autocommit=True) as c:
+            assert c.execute("SELECT ok, entries FROM stepup.verify_audit()").fetchone() == (True, 2)
+            # Off: after a reload, new entries stay unsealed.
+            c.execute("ALTER SYSTEM SET stepup.seal_interval = 0")
+            c.execute("SELECT pg_reload_conf()")
+            time.sleep(2)
+            c.execute("INSERT INTO t VALUES (3, 'c')")
+            time.sleep(3)
+            assert scalar(c, "SELECT count(*) FROM stepup.audit_chain") == 2
+            # An application role cannot change the schedule.
+            c.execute("CREATE ROLE app_sealer LOGIN")
+        with psycopg.connect(cluster.conninfo("sealed_a", user="app_sealer"), autocommit=True) as app:
+            expect_error(app, "SET stepup.seal_interval = 1", None, "55P02")
+            with pytest.raises(psycopg.Error) as caught:
+                app.execute("ALTER SYSTEM SET stepup.seal_interval = 1")
+            assert caught.value.sqlstate == "42501"
+    finally:
+        cluster.remove()

@@ -7,6 +7,7 @@ mod chain;
 mod encoding;
 mod entry;
 mod event;
+mod sealer;
 mod trigger;
 mod verify;
 
@@ -20,6 +21,7 @@ use crate::rows::{self, Row};
 #[cfg(any(test, feature = "pg_test"))]
 pub use entry::{text_array, text_array_by_postgres};
 pub use event::record_event;
+pub use sealer::register as register_sealer;
 pub use trigger::write_entry;
 
 /// Per-backend caches of the audit (role names, the log's layout), dropped
