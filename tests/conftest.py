@@ -284,3 +284,20 @@ def assert_rejected(conn, token, detail, *key_material):
     if token and len(token) >= 16:
         assert_no_secrets(err, token, *key_material)
     return err
+
+
+@pytest.fixture
+def app_schema(su, app_role):
+    """A schema the app role owns, so it can create tables (public has no
+    CREATE for it in PostgreSQL 15)."""
+    name = unique("own").replace("-", "_")
+    su.execute(f"CREATE SCHEMA {name} AUTHORIZATION {app_role}")
+    yield name
+    su.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+def protect(conn, table, **options):
+    """stepup.protect(table, option => value, ...)."""
+    args = [sql.Literal(table)] + [
+        sql.SQL("{} => {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in options.items()]
+    conn.execute(sql.SQL("SELECT stepup.protect({})").format(sql.SQL(", ").join(args)))

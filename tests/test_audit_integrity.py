@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import test_audit
 from conftest import SUPERUSER, conninfo, expect_error, jws_payload, new_hs256, present, scalar, unique
 
 # --- a database of one's own -----------------------------------------------------------------
@@ -27,20 +28,7 @@ ROWS = [(1, "alice", "DE01", 500, "small"), (2, "bob", "DE02", 20000, "large"),
         (3, "alice", "DE03", 15000, "large")]
 
 
-class Fresh:
-    def __init__(self, name, app_role):
-        self.name = name
-        self.app_role = app_role
-        self.conns = []
-
-    def connect(self, user=SUPERUSER, **kw):
-        c = psycopg.connect(conninfo(self.name, user=user, **kw), autocommit=True)
-        self.conns.append(c)
-        return c
-
-    def app(self, **kw):
-        return self.connect(self.app_role, **kw)
-
+class Fresh(test_audit.Fresh):
     def table(self, su, name="payouts", **policy):
         """public.<name> owned by the app role, filled with ROWS, protected with `policy`."""
         su.execute(f"CREATE TABLE public.{name} (id int PRIMARY KEY, owner text, iban text, "

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import (PGHOST, PGPORT, SUPERUSER, conninfo, expect_error, jws_payload, new_hs256, present,
+from conftest import (PGHOST, PGPORT, SUPERUSER, conninfo, protect, expect_error, jws_payload, new_hs256, present,
                       satisfied, scalar, unique)
 
 PG_BIN = os.environ.get("STEPUP_PG_BIN", "/usr/lib/postgresql/15/bin")
@@ -29,12 +29,6 @@ ROWS = [(1, "alice", "DE01", 500, "small"), (2, "bob", "DE02", 20000, "large"),
 
 def ident(prefix):
     return unique(prefix).replace("-", "_")
-
-
-def protect(conn, table, **options):
-    args = [sql.Literal(table)] + [
-        sql.SQL("{} => {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in options.items()]
-    conn.execute(sql.SQL("SELECT stepup.protect({})").format(sql.SQL(", ").join(args)))
 
 
 def stepped_up(conn, token, statement, params=None):
@@ -68,15 +62,6 @@ def make_table(su, app_role):
         return new_table(su, app_role, "id int PRIMARY KEY, owner text, iban text, amount numeric, note text",
                          ROWS)
     return make
-
-
-@pytest.fixture
-def app_schema(su, app_role):
-    """A schema the app role owns, so it can create tables (public has no CREATE for it)."""
-    name = ident("own")
-    su.execute(f"CREATE SCHEMA {name} AUTHORIZATION {app_role}")
-    yield name
-    su.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 def attnames(su, table):

@@ -11,27 +11,7 @@ import pytest
 import rfc8785
 
 from conftest import expect_error, scalar
-
-
-def exact(v):
-    """The README's reference: a number that no double prints back as the
-    same value becomes the JSON string of its exact decimal text (as
-    PostgreSQL prints it); every other value stays as it is. (rfc8785.dumps
-    refuses ints beyond 2^53, which this turns into floats or strings.)"""
-    if isinstance(v, dict):
-        return {k: exact(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [exact(x) for x in v]
-    if isinstance(v, bool) or not isinstance(v, (int, Decimal)):
-        return v
-    text = str(v) if isinstance(v, int) else format(v, "f")
-    try:
-        double = float(v)
-    except OverflowError:
-        return text
-    if math.isfinite(double) and Decimal(rfc8785.dumps(double).decode()) == Decimal(text):
-        return double
-    return text
+from mint import exact  # the README's reference (scripts/mint.py)
 
 
 def python_digest(table, op, key, changes):

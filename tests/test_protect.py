@@ -6,7 +6,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import expect_error, present, scalar, unique
+from conftest import expect_error, present, protect, scalar, unique
 
 ROWS = [(1, "alice", "DE01", 500, "small"), (2, "bob", "DE02", 20000, "large"),
         (3, "alice", "DE03", 15000, "large")]
@@ -25,12 +25,6 @@ def make_table(su, app_role):
             su.execute(f"ALTER TABLE {name} ENABLE ROW LEVEL SECURITY")
         return name
     return make
-
-
-def protect(conn, table, **options):
-    args = [sql.Literal(table)] + [
-        sql.SQL("{} => {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in options.items()]
-    conn.execute(sql.SQL("SELECT stepup.protect({})").format(sql.SQL(", ").join(args)))
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import (current_jti, expect_error, jws_payload, new_hs256, present, satisfied, scalar,
+from conftest import (current_jti, expect_error, protect, jws_payload, new_hs256, present, satisfied, scalar,
                       unique)
 from mint import change_digest as python_change_digest
 
@@ -34,12 +34,6 @@ SEALER_KEY = 7305551626170716448  # the advisory lock seal() took before issue 1
 
 def ident(prefix):
     return unique(prefix).replace("-", "_")
-
-
-def protect(conn, table, **options):
-    args = [sql.Literal(table)] + [
-        sql.SQL("{} => {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in options.items()]
-    conn.execute(sql.SQL("SELECT stepup.protect({})").format(sql.SQL(", ").join(args)))
 
 
 @pytest.fixture
@@ -58,15 +52,6 @@ def payouts(su, app_role):
         protect(su, name, **{**README_POLICY, **policy})
         return name
     return make
-
-
-@pytest.fixture
-def app_schema(su, app_role):
-    """A schema the app role owns (CREATE TABLE needs one: public has no CREATE in PG 15)."""
-    name = ident("attacker")
-    su.execute(f"CREATE SCHEMA {name} AUTHORIZATION {app_role}")
-    yield name
-    su.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 def rows(su, table):
