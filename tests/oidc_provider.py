@@ -26,7 +26,6 @@ import re
 import secrets
 import selectors
 import shutil
-import ssl
 import struct
 import subprocess
 import time
