@@ -128,7 +128,9 @@ def serve_https(directory_or_routes, ca, host="127.0.0.1"):
     """Serves `directory_or_routes` over HTTPS with `ca`'s server certificate
     on `host`:<free port>, in a daemon thread; returns (base_url, stop).
 
-    Routes: {path: (status, body_bytes, content_type)}, looked up by the
+    Routes: {path: (status, body_bytes, content_type)} or, with extra
+    response headers (a Location, say), (status, body, content_type,
+    {name: value}); looked up by the
     request path without its query; the dict is read on every request, so a
     test may change it while the server runs. A path not in it is 404. A
     directory (str or PathLike) serves its files (GET only, no listing).
@@ -149,12 +151,15 @@ def serve_https(directory_or_routes, ca, host="127.0.0.1"):
             entry = routes.get(path)
             if entry is None:
                 entry = (404, b"not found\n", "text/plain")
-            status, body, content_type = entry
+            status, body, content_type, *rest = entry
+            headers = rest[0] if rest else {}
             if isinstance(body, str):
                 body = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.end_headers()
             try:
                 self.wfile.write(body)

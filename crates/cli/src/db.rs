@@ -118,7 +118,10 @@ fn db_error(e: &postgres::Error) -> Error {
             sqlstate: Some(db.code().code().to_string()),
             message: db.message().to_string(),
             detail: db.detail().map(str::to_string),
-            hint: db.hint().map(str::to_string),
+            hint: db
+                .hint()
+                .map(str::to_string)
+                .or_else(|| missing_hint(db.code().code())),
         },
         None => Error::Database {
             sqlstate: None,
@@ -127,6 +130,15 @@ fn db_error(e: &postgres::Error) -> Error {
             hint: None,
         },
     }
+}
+
+/// The extension absent, or older than add_jwks.
+fn missing_hint(sqlstate: &str) -> Option<String> {
+    matches!(sqlstate, "3F000" | "42883").then(|| {
+        "is pg_stepup installed in this database (CREATE EXTENSION pg_stepup), \
+         at a version with stepup.add_jwks?"
+            .to_string()
+    })
 }
 
 /// An error and its sources on one line ("error connecting to server: ...").

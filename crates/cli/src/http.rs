@@ -84,6 +84,11 @@ fn fetch_error(url: &str, e: ureq::Error) -> Error {
             format!("redirect not followed: {e}")
         }
         ureq::Error::RequireHttpsOnly(_) => format!("{e} (a redirect to plain http is refused)"),
+        // A handshake failure arrives wrapped in io: name the TLS reason.
+        ureq::Error::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(inner) => inner.to_string(),
+            None => e.to_string(),
+        },
         _ => e.to_string(),
     };
     Error::Fetch {
