@@ -171,6 +171,7 @@ SELECT pg_catalog.pg_extension_config_dump('stepup.audit_log_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('stepup.audit_chain', '');
 SELECT pg_catalog.pg_extension_config_dump('stepup.protected', '');
 SELECT pg_catalog.pg_extension_config_dump('stepup.keys', '');
+SELECT pg_catalog.pg_extension_config_dump('stepup.issuer_profiles', '');
 SELECT pg_catalog.pg_extension_config_dump('stepup.used_jti', '');
 SELECT pg_catalog.pg_extension_config_dump('stepup.levels', $$WHERE name NOT IN ('aal1', 'aal2', 'aal3')$$);
 

@@ -27,22 +27,44 @@ END
 $$;
 
 -- Verification keys. Readable by no role but the extension's owner: HS256
--- keys are shared secrets. Key ids are never reused (see add_key).
+-- keys are shared secrets. Key ids are never reused (see add_key). `key` is
+-- the HS256 secret, the 32-byte Ed25519 key, or for RSA and ECDSA the
+-- DER SubjectPublicKeyInfo in its canonical form. `source` says whether an
+-- operator registered the key (add_key) or an issuer's JWKS did (add_jwks,
+-- which retires only the latter).
 CREATE TABLE stepup.keys (
     kid        text PRIMARY KEY CHECK (kid <> ''),
-    alg        text NOT NULL CHECK (alg IN ('HS256', 'EdDSA')),
+    alg        text NOT NULL CHECK (alg IN ('HS256', 'EdDSA', 'RS256', 'PS256', 'ES256', 'ES384')),
     key        bytea NOT NULL,
     issuer     text,
     not_before timestamptz NOT NULL DEFAULT now(),
     not_after  timestamptz,
     created_at timestamptz NOT NULL DEFAULT now(),
-    CHECK (not_after IS NULL OR not_after > not_before)
+    CHECK (not_after IS NULL OR not_after > not_before),
+    source     text NOT NULL DEFAULT 'add_key' CHECK (source IN ('add_key', 'jwks'))
 );
 REVOKE ALL ON stepup.keys FROM PUBLIC;
 -- Row-level security with no policy: roles that bypass table privileges
 -- (pg_read_all_data, pg_write_all_data) still see and write no rows. The
 -- extension reads the table directly and is not affected.
 ALTER TABLE stepup.keys ENABLE ROW LEVEL SECURITY;
+
+-- Issuer profiles (stepup.define_issuer): how an identity provider's tokens
+-- carry the level, what its level values mean, its audience and token
+-- types. Not secret (applications map a challenge's level back to the
+-- issuer's value through stepup.issuers); written only by the owner.
+-- `levels` is an object of strings, which the key cache reads as such.
+CREATE TABLE stepup.issuer_profiles (
+    issuer         text PRIMARY KEY CHECK (issuer <> ''),
+    audience       text CHECK (audience <> ''),
+    levels         jsonb CHECK (levels IS NULL OR (jsonb_typeof(levels) = 'object'
+                       AND NOT jsonb_path_exists(levels, '$.* ? (@.type() != "string")'))),
+    level_claim    text NOT NULL DEFAULT 'acr' CHECK (level_claim IN ('acr', 'acrs', 'aal')),
+    accepted_types text[] CHECK (accepted_types IS NULL OR cardinality(accepted_types) > 0),
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON stepup.issuer_profiles FROM PUBLIC;
+ALTER TABLE stepup.issuer_profiles ENABLE ROW LEVEL SECURITY;
 
 -- Assurance levels, ranked: an assertion satisfies every level ranked at or
 -- below its acr.

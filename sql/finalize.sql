@@ -9,8 +9,11 @@ CREATE TRIGGER levels_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON st
     FOR EACH STATEMENT EXECUTE FUNCTION stepup.catalog_changed();
 -- Also under session_replication_role = replica (logical replication apply,
 -- pg_restore --disable-triggers): a missed invalidation would keep a retired key.
+CREATE TRIGGER issuer_profiles_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON stepup.issuer_profiles
+    FOR EACH STATEMENT EXECUTE FUNCTION stepup.catalog_changed();
 ALTER TABLE stepup.keys ENABLE ALWAYS TRIGGER keys_changed;
 ALTER TABLE stepup.levels ENABLE ALWAYS TRIGGER levels_changed;
+ALTER TABLE stepup.issuer_profiles ENABLE ALWAYS TRIGGER issuer_profiles_changed;
 
 CREATE FUNCTION stepup.retire_key(kid text, at timestamptz DEFAULT now())
 RETURNS void
@@ -46,6 +49,65 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION stepup.define_issuer(issuer text, audience text DEFAULT NULL, levels jsonb DEFAULT NULL,
+                                     level_claim text DEFAULT 'acr', accepted_types text[] DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad record;
+BEGIN
+    IF issuer IS NULL OR issuer = '' THEN
+        RAISE EXCEPTION 'issuer must be given'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the issuer exactly as its tokens'' iss claim and its keys (stepup.key_info.issuer) name it.';
+    END IF;
+    IF audience = '' THEN
+        RAISE EXCEPTION 'audience must not be empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the aud the issuer''s tokens carry (an OIDC client id or API identifier), or NULL for stepup.audience.';
+    END IF;
+    IF level_claim IS NULL OR level_claim NOT IN ('acr', 'acrs', 'aal') THEN
+        RAISE EXCEPTION 'level_claim must be ''acr'', ''acrs'' or ''aal'', not %', coalesce( || level_claim || , 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'acr: one string (OpenID Connect); acrs: an array of authentication contexts (Entra ID); aal: Supabase.';
+    END IF;
+    IF levels IS NOT NULL THEN
+        IF jsonb_typeof(levels) <> 'object' OR levels = '{}' THEN
+            RAISE EXCEPTION 'levels must be a non-empty JSON object mapping the issuer''s values to level names'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'For example {"1": "aal1", "2": "aal2"}; or NULL when the issuer''s values are level names.';
+        END IF;
+        FOR bad IN SELECT e.key, e.value FROM jsonb_each(levels) AS e
+                    WHERE jsonb_typeof(e.value) <> 'string'
+                       OR NOT EXISTS (SELECT FROM stepup.levels AS l WHERE l.name = e.value #>> '{}')
+        LOOP
+            RAISE EXCEPTION 'levels maps "%" to %, which is not a level in stepup.levels', bad.key, bad.value
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Map each value to a level name (SELECT name FROM stepup.levels), or add the level first with stepup.define_level.';
+        END LOOP;
+    END IF;
+    IF accepted_types IS NOT NULL AND (cardinality(accepted_types) = 0
+            OR EXISTS (SELECT FROM unnest(accepted_types) AS t WHERE t IS NULL OR t = '')) THEN
+        RAISE EXCEPTION 'accepted_types must list at least one type, none empty'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example ''{at+jwt}'' for OAuth access tokens (RFC 9068), or NULL to accept any typ.';
+    END IF;
+    INSERT INTO stepup.issuer_profiles AS p (issuer, audience, levels, level_claim, accepted_types)
+    VALUES (define_issuer.issuer, define_issuer.audience, define_issuer.levels,
+            define_issuer.level_claim, define_issuer.accepted_types)
+    ON CONFLICT ON CONSTRAINT issuer_profiles_pkey DO UPDATE
+       SET audience = EXCLUDED.audience, levels = EXCLUDED.levels,
+           level_claim = EXCLUDED.level_claim, accepted_types = EXCLUDED.accepted_types;
+END
+$$;
+
+CREATE VIEW stepup.issuers AS
+SELECT issuer, audience, levels, level_claim, accepted_types, created_at
+  FROM stepup.issuer_profiles;
+GRANT SELECT ON stepup.issuers TO PUBLIC;
+
 CREATE VIEW stepup.key_info AS
 SELECT kid,
        alg,
@@ -58,7 +120,8 @@ SELECT kid,
            ELSE 'active'
        END AS status,
        encode(sha256(key), 'hex') AS fingerprint,
-       created_at
+       created_at,
+       source
   FROM stepup.keys;
 REVOKE ALL ON stepup.key_info FROM PUBLIC;
 
@@ -90,9 +153,15 @@ TO PUBLIC;
 COMMENT ON SCHEMA stepup IS 'pg_stepup: step-up authentication for sensitive rows';
 COMMENT ON TABLE stepup.keys IS 'Verification keys for step-up assertions. Never readable by application roles; see stepup.key_info.';
 COMMENT ON TABLE stepup.levels IS 'Assurance levels (acr values) and their ranks.';
-COMMENT ON VIEW stepup.key_info IS 'Registered keys without their material: kid, alg, issuer, validity, status and SHA-256 fingerprint.';
+COMMENT ON VIEW stepup.key_info IS 'Registered keys without their material: kid, alg, issuer, validity, status, SHA-256 fingerprint and source (add_key or jwks).';
+COMMENT ON TABLE stepup.issuer_profiles IS 'Issuer profiles written by stepup.define_issuer; see stepup.issuers.';
+COMMENT ON VIEW stepup.issuers IS 'Issuer profiles: audience, level mapping, level claim and accepted token types per issuer.';
 COMMENT ON FUNCTION stepup.add_key(text, bytea, text, text, timestamptz, timestamptz) IS
-    'Register a verification key: HS256 (shared secret, at least 32 bytes) or EdDSA (32-byte Ed25519 public key). Key ids are never reused.';
+    'Register a verification key: HS256 (shared secret, at least 32 bytes), EdDSA (32-byte Ed25519 public key or its DER SubjectPublicKeyInfo), RS256/PS256 (RSA, 2048-8192 bits) or ES256/ES384 (P-256/P-384) as DER SubjectPublicKeyInfo. Key ids are never reused.';
+COMMENT ON FUNCTION stepup.add_jwks(text, jsonb, timestamptz) IS
+    'Import an issuer''s JWKS document: one row per key (added, kept, skipped: why, refused: why) and per retired key of this issuer that the document no longer lists. Call it again with the current document to rotate.';
+COMMENT ON FUNCTION stepup.define_issuer(text, text, jsonb, text, text[]) IS
+    'Describe an issuer''s tokens: audience (replaces stepup.audience), levels (its values to level names), level_claim (acr, acrs or aal), accepted_types (header typ). Calling it again replaces the profile.';
 COMMENT ON FUNCTION stepup.retire_key(text, timestamptz) IS
     'Stop accepting assertions signed with this key from the given time (default now). Never extends a key''s life.';
 COMMENT ON FUNCTION stepup.define_level(text, integer) IS 'Add a level or change its rank.';

@@ -1,5 +1,5 @@
-//! Backend-local cache of `stepup.keys`, `stepup.levels` and
-//! `stepup.protected`.
+//! Backend-local cache of `stepup.keys` (parsed once per load, never per
+//! token), `stepup.issuer_profiles`, `stepup.levels` and `stepup.protected`.
 //!
 //! Loaded once per backend, dropped when either table changes: a statement
 //! trigger on both sends a relcache invalidation (delivered to every backend
@@ -21,7 +21,8 @@ use pgrx::prelude::*;
 use pgrx::PgTupleDesc;
 
 use crate::policy::{self, Policy};
-use crate::token::{RegisteredKey, VerifyingKey};
+use crate::token::{normalize_typ, LevelClaim, Profile, RegisteredKey, VerifyingKey};
+use std::sync::Arc;
 
 /// A map keyed by OID, hashed by one multiplication: looked up several
 /// times per audited row, where SipHash was ~1% of the instructions.
@@ -75,7 +76,7 @@ thread_local! {
     static CACHE: RefCell<Option<Rc<Snapshot>>> = const { RefCell::new(None) };
     /// OIDs of the catalog tables and audit relations when the cache was
     /// filled: dropping any of them drops the cache.
-    static WATCHED: Cell<[pg_sys::Oid; 5]> = const { Cell::new([pg_sys::InvalidOid; 5]) };
+    static WATCHED: Cell<[pg_sys::Oid; 6]> = const { Cell::new([pg_sys::InvalidOid; 6]) };
     /// Bumped by every relevant invalidation, so a load that overlapped one
     /// is used once and not kept.
     static GENERATION: Cell<u64> = const { Cell::new(0) };
@@ -184,9 +185,18 @@ fn load() -> Snapshot {
         relid(c"protected"),
         relid(c"audit_log"),
         relid(c"audit_log_id_seq"),
+        relid(c"issuer_profiles"),
     ];
     WATCHED.with(|w| w.set(watched));
-    let [keys_oid, levels_oid, protected_oid, audit_log, audit_seq] = watched;
+    let [keys_oid, levels_oid, protected_oid, audit_log, audit_seq, profiles_oid] = watched;
+    let mut profiles: NameMap<Arc<Profile>> = NameMap::default();
+    scan_latest(profiles_oid, |row, _| {
+        if let Some(p) = read_profile(row) {
+            if let Some(issuer) = p.issuer.clone() {
+                profiles.insert(issuer, Arc::new(p));
+            }
+        }
+    });
     let mut keys = NameMap::default();
     let mut levels = NameMap::default();
     let mut policies = OidMap::default();
@@ -196,7 +206,7 @@ fn load() -> Snapshot {
         }
     });
     scan_latest(keys_oid, |row, _| {
-        if let Some(k) = read_key(row) {
+        if let Some(k) = read_key(row, &profiles) {
             keys.insert(k.kid.clone(), k);
         }
     });
@@ -287,7 +297,10 @@ fn scan_latest(
     }
 }
 
-fn read_key(row: &PgHeapTuple<'_, AllocatedByPostgres>) -> Option<RegisteredKey> {
+fn read_key(
+    row: &PgHeapTuple<'_, AllocatedByPostgres>,
+    profiles: &NameMap<Arc<Profile>>,
+) -> Option<RegisteredKey> {
     let kid = row.get_by_index::<String>(ATT1).ok()??;
     let alg = row.get_by_index::<String>(ATT2).ok()??;
     let material = row.get_by_index::<&[u8]>(ATT3).ok()??;
@@ -306,12 +319,53 @@ fn read_key(row: &PgHeapTuple<'_, AllocatedByPostgres>) -> Option<RegisteredKey>
             .ok()
             .flatten(),
     );
+    let profile = issuer
+        .as_ref()
+        .and_then(|i| profiles.get(i).cloned())
+        .unwrap_or_default();
     Some(RegisteredKey {
         kid,
         key,
         issuer,
         not_before_us,
         not_after_us,
+        profile,
+    })
+}
+
+/// A row of `stepup.issuer_profiles` (written by define_issuer; the
+/// table's constraints keep `levels` an object of strings). Parts that do
+/// not read fail closed: no level maps, no type is accepted.
+fn read_profile(row: &PgHeapTuple<'_, AllocatedByPostgres>) -> Option<Profile> {
+    let issuer = row.get_by_index::<String>(ATT1).ok()??;
+    let audience = row.get_by_index::<String>(ATT2).ok().flatten();
+    let levels = match row.get_by_index::<pgrx::JsonB>(ATT3) {
+        Ok(Some(pgrx::JsonB(serde_json::Value::Object(m)))) => Some(
+            m.into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+                .collect(),
+        ),
+        Ok(None) => None,
+        // Not an object: nothing maps, every value is an unknown level.
+        _ => Some(Vec::new()),
+    };
+    let level_claim = row
+        .get_by_index::<String>(ATT4)
+        .ok()
+        .flatten()
+        .and_then(|c| LevelClaim::parse(&c));
+    let accepted_types = match row.get_by_index::<pgrx::Array<'_, String>>(ATT5) {
+        Ok(Some(a)) => Some(a.iter().flatten().map(|t| normalize_typ(&t)).collect()),
+        Ok(None) => None,
+        Err(_) => Some(Vec::new()),
+    };
+    Some(Profile {
+        issuer: Some(issuer),
+        audience,
+        // An unreadable level claim: an empty map, so no token has a level.
+        levels: if level_claim.is_some() { levels } else { Some(Vec::new()) },
+        level_claim: level_claim.unwrap_or_default(),
+        accepted_types,
     })
 }
 

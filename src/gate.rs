@@ -84,7 +84,7 @@ pub fn step_up_required(
             table,
             operation: operation.into(),
             sub: held.as_ref().map(|h| h.claims.sub.clone()),
-            jti: held.as_ref().map(|h| h.claims.jti.clone()),
+            jti: held.as_ref().and_then(|h| h.claims.jti.clone()),
         },
     }
 }

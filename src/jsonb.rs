@@ -179,6 +179,12 @@ impl JsonbArg {
         to_value(self.0)
     }
 
+    /// The argument's text as `jsonb_out` prints it: for a size check
+    /// before anything parses it.
+    pub fn text(&self) -> &[u8] {
+        text_of(self.0)
+    }
+
     /// As [`to_exact_value`] reads it.
     pub fn exact_value(&self) -> Result<Value, serde_json::Error> {
         to_exact_value(self.0)

@@ -1,6 +1,7 @@
-//! `stepup.add_key`: the key registry's one write path that needs Rust, to
-//! refuse material the verifier could not use. `retire_key` and the
-//! `key_info` view are plain SQL (sql/bootstrap.sql).
+//! `stepup.add_key`: registers one key, refusing material the verifier
+//! could not use, and stores it in canonical form (so that the same key
+//! from a JWKS is recognised as such). `retire_key` and the `key_info`
+//! view are plain SQL (sql/finalize.sql); `add_jwks` is in jwks.rs.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -9,7 +10,8 @@ use crate::raise::bad_argument;
 use crate::token::VerifyingKey;
 
 /// Registers a verification key. HS256 keys are shared secrets of at least
-/// 32 bytes; EdDSA keys are the 32-byte Ed25519 public key.
+/// 32 bytes; EdDSA keys the 32-byte Ed25519 public key or its DER
+/// SubjectPublicKeyInfo; RSA and ECDSA keys a DER SubjectPublicKeyInfo.
 #[pg_extern(volatile, parallel_unsafe)]
 fn add_key(
     kid: Option<&str>,
@@ -23,7 +25,7 @@ fn add_key(
         bad_argument(
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             "kid, key and alg must not be NULL".into(),
-            "Pass the key id, the key bytes and 'HS256' or 'EdDSA'.",
+            "Pass the key id, the key bytes and its alg: 'HS256', 'EdDSA', 'RS256', 'PS256', 'ES256' or 'ES384'.",
         );
     };
     if kid.is_empty() || kid.len() > 256 {
@@ -33,13 +35,14 @@ fn add_key(
             "kid must be 1 to 256 bytes"
         );
     }
-    if let Err(e) = VerifyingKey::from_names(alg, key) {
-        ereport!(
-            ERROR,
+    let parsed = match VerifyingKey::from_names(alg, key) {
+        Ok(parsed) => parsed,
+        Err(e) => bad_argument(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("cannot register key \"{kid}\": {e}")
-        );
-    }
+            format!("cannot register key \"{kid}\": {e}"),
+            "For RSA and ECDSA pass the DER SubjectPublicKeyInfo (openssl pkey -pubin -outform DER), or import the issuer's JWKS with stepup.add_jwks.",
+        ),
+    };
     // Checked here, not by the table's CHECK constraint, whose DETAIL would
     // print the row and with it the key.
     if let Some(na) = not_after {
@@ -58,7 +61,7 @@ fn add_key(
     let args: [DatumWithOid; 6] = [
         kid.into(),
         alg.into(),
-        key.into(),
+        parsed.material().into(),
         issuer.into(),
         not_before.into(),
         not_after.into(),

@@ -15,6 +15,7 @@ mod guard;
 mod held;
 mod jsonb;
 mod jsonb_disk;
+mod jwks;
 mod keys;
 mod owner;
 mod pgtext;
@@ -24,11 +25,11 @@ mod raise;
 mod raw;
 mod render;
 mod replay;
-pub mod requirement;
 mod rows;
 mod settings;
-pub mod token;
 mod utility;
+
+pub use stepup_core::{requirement, token};
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

@@ -56,7 +56,7 @@ fn verify_and_hold(assertion: Option<TextBytes>, scope: Scope) -> Result<Jsonb, 
         max_lifetime: settings::max_lifetime_s(),
         now_us: catalog::now_us(),
     };
-    let known_level = |acr: &str| snapshot.levels.contains_key(acr);
+    let rank_of = |acr: &str| snapshot.levels.get(acr).copied();
     let again = LAST.with(|last| {
         let last = last.borrow();
         let last = last
@@ -65,7 +65,7 @@ fn verify_and_hold(assertion: Option<TextBytes>, scope: Scope) -> Result<Jsonb, 
         // Same bytes, same keys: the signature holds; the rest is judged anew.
         let key = snapshot.keys.get(&last.authentic.kid)?;
         Some(
-            token::judge(&last.authentic, key, known_level, &rules)
+            token::judge(&last.authentic, key, rank_of, &rules)
                 .map(|claims| (claims, Jsonb::copy_of(&last.claims_jsonb))),
         )
     });
@@ -76,9 +76,13 @@ fn verify_and_hold(assertion: Option<TextBytes>, scope: Scope) -> Result<Jsonb, 
             let Ok(assertion) = std::str::from_utf8(bytes) else {
                 return Err(TokenError::Malformed("assertion is not valid UTF-8".into()));
             };
-            let (key, authentic) =
-                token::authenticate(assertion, |kid| snapshot.keys.get(kid), rules.now_us)?;
-            let claims = token::judge(&authentic, key, known_level, &rules)?;
+            let (key, authentic) = token::authenticate(
+                assertion,
+                |kid| snapshot.keys.get(kid),
+                rank_of,
+                rules.now_us,
+            )?;
+            let claims = token::judge(&authentic, key, rank_of, &rules)?;
             let returned = Jsonb::from_object(&claims.raw);
             LAST.with(|last| {
                 *last.borrow_mut() = Some(Last {
@@ -117,10 +121,18 @@ fn rejection(e: TokenError) -> Rejection {
         TokenError::UnknownKid(_) | TokenError::KeyRetired(_) | TokenError::KeyNotYetValid(_) => {
             "The signing key is not active here: check stepup.key_info, or register it with stepup.add_key."
         }
-        TokenError::WrongAudience => {
+        TokenError::WrongAudience(None) => {
             "Mint the assertion with aud equal to stepup.audience (by default the database name)."
         }
-        TokenError::UnknownLevel(_) => "Define the level with stepup.define_level, or mint a known acr.",
+        TokenError::WrongAudience(Some(_)) => {
+            "The issuer's tokens must name the audience its profile sets (stepup.issuers): request the token for that client or API, or change it with stepup.define_issuer."
+        }
+        TokenError::WrongType(_) => {
+            "This issuer accepts only the token types its profile lists (stepup.issuers.accepted_types): present that kind of token (e.g. the access token, not the ID token)."
+        }
+        TokenError::UnknownLevel(_) => {
+            "Define the level with stepup.define_level, map the issuer's value to one with stepup.define_issuer(levels => ...), or mint a known acr."
+        }
         _ => "Have the user step up again and present the new assertion.",
     };
     Rejection {

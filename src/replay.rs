@@ -1,9 +1,11 @@
 //! One-time assertions: the first transaction that writes a `one_time`
-//! table with a `jti` spends it, once that transaction commits.
+//! table with an assertion spends its replay id (the `jti`, else the
+//! SHA-256 of its signed bytes: `Claims::replay_id`), once that
+//! transaction commits.
 //!
-//! Spending is an INSERT into `stepup.used_jti` keyed by jti, so Postgres'
-//! unique index arbitrates between connections: a second transaction waits
-//! for the first and then finds the jti taken. A transaction that rolls
+//! Spending is an INSERT into `stepup.used_jti` keyed by replay id, so
+//! Postgres' unique index arbitrates between connections: a second
+//! transaction waits for the first and then finds the id taken. A transaction that rolls
 //! back (or a savepoint rolled back) takes its row with it, so an aborted
 //! use spends nothing.
 
@@ -19,7 +21,7 @@ use crate::requirement::{Requirement, Unmet};
 use crate::token::Claims;
 
 thread_local! {
-    /// The jti this backend spent last, with the transaction and
+    /// The replay id this backend spent last, with the transaction and
     /// subtransaction that spent it: the other rows of a bulk write in the
     /// same subtransaction need not spend it again. A subtransaction rolled
     /// back is never current again, so its spend is not trusted.
@@ -40,7 +42,7 @@ pub fn spend(claims: &Claims) -> bool {
     let known = SPENT.with(|s| {
         s.borrow()
             .as_ref()
-            .is_some_and(|(jti, x, sx)| *jti == claims.jti && *x == xid && *sx == subxact)
+            .is_some_and(|(jti, x, sx)| *jti == claims.replay_id && *x == xid && *sx == subxact)
     });
     if known && xid != pg_sys::InvalidTransactionId {
         return true;
@@ -55,7 +57,7 @@ pub fn spend(claims: &Claims) -> bool {
                WHERE u.txid OPERATOR(pg_catalog.=) pg_catalog.txid_current() \
                RETURNING 1";
     let args: [DatumWithOid; 4] = [
-        claims.jti.as_str().into(),
+        claims.replay_id.as_str().into(),
         claims.kid.as_str().into(),
         claims.sub.as_str().into(),
         (claims.exp as f64).into(),
@@ -63,7 +65,7 @@ pub fn spend(claims: &Claims) -> bool {
     let ok = owner::run(sql, &args) == 1;
     if ok {
         let (xid, subxact) = here();
-        SPENT.with(|s| *s.borrow_mut() = Some((claims.jti.clone(), xid, subxact)));
+        SPENT.with(|s| *s.borrow_mut() = Some((claims.replay_id.clone(), xid, subxact)));
     }
     ok
 }
@@ -82,7 +84,13 @@ pub fn refuse_spent(
     let mut r = gate::step_up_required(req, &Unmet::NoAssertion, table, operation);
     r.code = Code::Replayed;
     r.message = "step-up assertion already used".into();
-    r.detail = format!("jti \"{}\" was spent by an earlier transaction", claims.jti);
+    r.detail = match &claims.jti {
+        Some(jti) => format!("jti \"{jti}\" was spent by an earlier transaction"),
+        None => format!(
+            "the assertion (no jti; replay id {}, the SHA-256 of its signed bytes) was spent by an earlier transaction",
+            claims.replay_id
+        ),
+    };
     r.hint = Some("This table accepts each assertion once: have the user step up again.".into());
     Some(r)
 }

@@ -33,11 +33,11 @@ pub fn record_event(
         (&*user).into(),
         (&*session).into(),
         claims.map(|c| c.kid.as_str()).into(),
-        claims.map(|c| c.jti.as_str()).into(),
+        claims.and_then(|c| c.jti.as_deref()).into(),
         claims.map(|c| c.sub.as_str()).into(),
         claims.map(|c| c.acr.as_str()).into(),
         amr.into(),
-        claims.map(|c| c.auth_time as f64).into(),
+        claims.and_then(|c| c.auth_time).map(|t| t as f64).into(),
     ];
     owner::run(
         "SELECT stepup.record_event($1, $2, $3::pg_catalog.jsonb, $4::pg_catalog.jsonb, $5, $6, \

@@ -95,7 +95,7 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
     let application =
         (!application.is_null()).then(|| unsafe { CStr::from_ptr(application) }.to_string_lossy());
     let auth_time = claims.and_then(|c| {
-        c.auth_time
+        c.auth_time?
             .checked_mul(1_000_000)?
             .checked_sub(PG_EPOCH_OFFSET_US)
     });
@@ -110,7 +110,7 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
             Some(&session_role),
             application.as_deref(),
             claims.map(|c| c.kid.as_str()),
-            claims.map(|c| c.jti.as_str()),
+            claims.and_then(|c| c.jti.as_deref()),
             claims.map(|c| c.sub.as_str()),
             claims.map(|c| c.acr.as_str()),
         ]);

@@ -7,7 +7,8 @@ use base64::Engine;
 use ed25519_dalek::Signer;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 pub(super) const NOW: i64 = 1_800_000_000;
 pub(super) const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -32,6 +33,7 @@ pub(super) fn keys() -> Vec<RegisteredKey> {
             issuer: None,
             not_before_us: 0,
             not_after_us: None,
+            profile: Default::default(),
         },
         RegisteredKey {
             kid: "ed".into(),
@@ -39,6 +41,7 @@ pub(super) fn keys() -> Vec<RegisteredKey> {
             issuer: Some("https://idp.example".into()),
             not_before_us: 0,
             not_after_us: None,
+            profile: Default::default(),
         },
         RegisteredKey {
             kid: "old".into(),
@@ -46,6 +49,7 @@ pub(super) fn keys() -> Vec<RegisteredKey> {
             issuer: None,
             not_before_us: 0,
             not_after_us: Some((NOW - 10) * 1_000_000),
+            profile: Default::default(),
         },
         RegisteredKey {
             kid: "later".into(),
@@ -53,6 +57,7 @@ pub(super) fn keys() -> Vec<RegisteredKey> {
             issuer: None,
             not_before_us: (NOW + 3600) * 1_000_000,
             not_after_us: None,
+            profile: Default::default(),
         },
     ]
 }
@@ -117,7 +122,7 @@ pub(super) fn run_with(keys: &[RegisteredKey], token: &str) -> Result<Claims, To
     verify(
         token,
         |kid| keys.iter().find(|k| k.kid == kid),
-        |acr| LEVELS.contains(&acr),
+        |acr| LEVELS.iter().position(|l| *l == acr).map(|i| i as i32 + 1),
         &rules(),
     )
 }
@@ -132,8 +137,8 @@ fn with(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
 fn accepts_hs256_and_eddsa() {
     let c = run(&hs(&claims())).unwrap();
     assert_eq!(
-        (c.sub.as_str(), c.acr.as_str(), c.jti.as_str()),
-        ("alice", "aal2", "j-1")
+        (c.sub.as_str(), c.acr.as_str(), c.jti.as_deref()),
+        ("alice", "aal2", Some("j-1"))
     );
     assert_eq!(c.amr, vec!["otp"]);
     assert_eq!(c.kid, "hs");
@@ -205,7 +210,13 @@ fn alg_none_and_confusion() {
         run(&t).unwrap_err(),
         TokenError::AlgMismatch { .. }
     ));
+    // An algorithm the key was not registered for, however well known.
     let t = hs256(&json!({"alg": "RS256", "kid": "hs"}), &claims(), SECRET);
+    assert!(matches!(
+        run(&t).unwrap_err(),
+        TokenError::AlgMismatch { .. }
+    ));
+    let t = hs256(&json!({"alg": "RS512", "kid": "hs"}), &claims(), SECRET);
     assert!(matches!(
         run(&t).unwrap_err(),
         TokenError::UnsupportedAlg(_)
@@ -296,7 +307,10 @@ fn audience_and_issuer() {
     let wrong = with(|c| {
         c.insert("aud".into(), json!("other"));
     });
-    assert_eq!(run(&hs(&wrong)).unwrap_err(), TokenError::WrongAudience);
+    assert_eq!(
+        run(&hs(&wrong)).unwrap_err(),
+        TokenError::WrongAudience(None)
+    );
     let list = with(|c| {
         c.insert("aud".into(), json!(["x", "bank"]));
     });
@@ -304,7 +318,10 @@ fn audience_and_issuer() {
     let list = with(|c| {
         c.insert("aud".into(), json!(["x", "y"]));
     });
-    assert_eq!(run(&hs(&list)).unwrap_err(), TokenError::WrongAudience);
+    assert_eq!(
+        run(&hs(&list)).unwrap_err(),
+        TokenError::WrongAudience(None)
+    );
     let ed_no_iss = eddsa(&json!({"alg": "EdDSA", "kid": "ed"}), &claims());
     assert_eq!(run(&ed_no_iss).unwrap_err(), TokenError::WrongIssuer);
     let bad_iss = with(|c| {
@@ -316,7 +333,7 @@ fn audience_and_issuer() {
 
 #[test]
 fn each_required_claim_missing() {
-    for name in ["sub", "aud", "iat", "exp", "auth_time", "acr", "jti"] {
+    for name in ["sub", "aud", "iat", "exp", "auth_time", "acr"] {
         let payload = with(|c| {
             c.remove(name);
         });
@@ -398,4 +415,247 @@ fn malformed_inputs_never_panic() {
     for t in inputs {
         assert!(run(&t).is_err(), "{t:?}");
     }
+}
+
+#[test]
+fn without_jti_the_replay_id_is_the_hash_of_the_signed_bytes() {
+    let t = hs(&with(|c| {
+        c.remove("jti");
+    }));
+    let c = run(&t).unwrap();
+    assert_eq!(c.jti, None);
+    let signed = t.rsplit_once('.').unwrap().0;
+    let want: String = Sha256::digest(signed.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(c.replay_id, want);
+    // Surrounding whitespace (trimmed) does not make a new assertion.
+    assert_eq!(run(&format!(" {t}\n")).unwrap().replay_id, want);
+    assert_eq!(run(&hs(&claims())).unwrap().replay_id, "j-1");
+    for bad in [json!(""), json!(7), json!(["j"])] {
+        let t = hs(&with(|c| {
+            c.insert("jti".into(), bad.clone());
+        }));
+        assert!(
+            matches!(run(&t), Err(TokenError::InvalidClaim("jti", _))),
+            "{bad}"
+        );
+    }
+}
+
+// --- issuer profiles (DESIGN section 3) --------------------------------------
+
+const ISSUER: &str = "https://login.example";
+
+/// Key "p" (HS256) of [`ISSUER`], whose profile is `profile`.
+fn profiled(profile: Profile) -> Vec<RegisteredKey> {
+    vec![RegisteredKey {
+        kid: "p".into(),
+        key: VerifyingKey::new(Alg::HS256, SECRET).unwrap(),
+        issuer: Some(ISSUER.into()),
+        not_before_us: 0,
+        not_after_us: None,
+        profile: Arc::new(Profile {
+            issuer: Some(ISSUER.into()),
+            ..profile
+        }),
+    }]
+}
+
+fn signed_p(header: Value, payload: &Value) -> String {
+    hs256(&header, payload, SECRET)
+}
+
+fn p_token(payload: &Value) -> String {
+    signed_p(json!({"alg": "HS256", "kid": "p"}), payload)
+}
+
+/// [`claims`] as the issuer of key "p" mints them, changed by `change`.
+fn p_claims(change: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Value {
+    with(|c| {
+        c.insert("iss".into(), json!(ISSUER));
+        change(c);
+    })
+}
+
+#[test]
+fn profile_maps_level_values() {
+    let keys = profiled(Profile {
+        levels: Some(vec![
+            ("1".into(), "aal1".into()),
+            ("2".into(), "aal2".into()),
+        ]),
+        ..Profile::default()
+    });
+    let t = p_token(&p_claims(|c| {
+        c.insert("acr".into(), json!("2"));
+    }));
+    assert_eq!(run_with(&keys, &t).unwrap().acr, "aal2");
+    // With a map, only mapped values count: a level name passed through
+    // unmapped is unknown.
+    let t = p_token(&p_claims(|_| {}));
+    assert_eq!(
+        run_with(&keys, &t).unwrap_err(),
+        TokenError::UnknownLevel("aal2".into())
+    );
+}
+
+#[test]
+fn profile_reads_acrs_best_ranked_member() {
+    let keys = profiled(Profile {
+        level_claim: LevelClaim::Acrs,
+        levels: Some(vec![
+            ("c1".into(), "aal2".into()),
+            ("c9".into(), "aal3".into()),
+        ]),
+        ..Profile::default()
+    });
+    let t = |acrs: Value| {
+        p_token(&p_claims(|c| {
+            c.remove("acr");
+            c.insert("acrs".into(), acrs);
+        }))
+    };
+    let acr = |v: Value| run_with(&keys, &t(v)).map(|c| c.acr);
+    assert_eq!(acr(json!(["c1"])), Ok("aal2".into()));
+    assert_eq!(acr(json!(["c0", "c1", "c9"])), Ok("aal3".into()));
+    assert_eq!(
+        acr(json!(["c0"])),
+        Err(TokenError::UnknownLevel("c0".into()))
+    );
+    assert!(matches!(
+        acr(json!([])),
+        Err(TokenError::InvalidClaim("acrs", _))
+    ));
+    assert!(matches!(
+        acr(json!("c1")),
+        Err(TokenError::InvalidClaim("acrs", _))
+    ));
+    assert!(matches!(
+        acr(json!(["c1", 2])),
+        Err(TokenError::InvalidClaim("acrs", _))
+    ));
+    let none = p_token(&p_claims(|_| {}));
+    assert_eq!(
+        run_with(&keys, &none).unwrap_err(),
+        TokenError::MissingClaim("acrs")
+    );
+}
+
+#[test]
+fn profile_reads_aal_and_amr_objects_for_freshness() {
+    let keys = profiled(Profile {
+        level_claim: LevelClaim::Aal,
+        ..Profile::default()
+    });
+    let supabase = |amr: Value| {
+        p_claims(|c| {
+            c.remove("acr");
+            c.remove("auth_time");
+            c.insert("aal".into(), json!("aal2"));
+            c.insert("amr".into(), amr);
+        })
+    };
+    let c = run_with(
+        &keys,
+        &p_token(&supabase(json!([
+            {"method": "password", "timestamp": NOW - 300},
+            {"method": "totp", "timestamp": NOW - 40}
+        ]))),
+    )
+    .unwrap();
+    assert_eq!(
+        (c.acr.as_str(), c.auth_time, c.amr.clone()),
+        (
+            "aal2",
+            Some(NOW - 40),
+            vec!["password".into(), "totp".into()]
+        )
+    );
+    // auth_time, when present, is the freshness; amr timestamps are not.
+    let with_auth_time = supabase(json!([{"method": "totp", "timestamp": NOW - 40}]));
+    let mut with_auth_time = with_auth_time.as_object().unwrap().clone();
+    with_auth_time.insert("auth_time".into(), json!(NOW - 100));
+    let c = run_with(&keys, &p_token(&Value::Object(with_auth_time))).unwrap();
+    assert_eq!(c.auth_time, Some(NOW - 100));
+    // No timestamp anywhere: valid, but fresh for no max_age.
+    let c = run_with(&keys, &p_token(&supabase(json!(["otp"])))).unwrap();
+    assert_eq!(c.auth_time, None);
+    // A timestamp in the future is refused like a future auth_time.
+    let t = p_token(&supabase(
+        json!([{"method": "totp", "timestamp": NOW + 60}]),
+    ));
+    assert_eq!(
+        run_with(&keys, &t).unwrap_err(),
+        TokenError::AuthTimeInFuture
+    );
+    for bad in [
+        json!([{"timestamp": NOW}]),
+        json!([{"method": 1}]),
+        json!([{"method": "totp", "timestamp": "now"}]),
+        json!([7]),
+        json!("otp"),
+    ] {
+        let t = p_token(&supabase(bad.clone()));
+        assert!(
+            matches!(run_with(&keys, &t), Err(TokenError::InvalidClaim("amr", _))),
+            "{bad}"
+        );
+    }
+    // Without a profile auth_time stays required, amr timestamps or not.
+    let t = hs(&with(|c| {
+        c.remove("auth_time");
+        c.insert(
+            "amr".into(),
+            json!([{"method": "otp", "timestamp": NOW - 5}]),
+        );
+    }));
+    assert_eq!(run(&t).unwrap_err(), TokenError::MissingClaim("auth_time"));
+}
+
+#[test]
+fn profile_audience_replaces_the_setting() {
+    let keys = profiled(Profile {
+        audience: Some("client-123".into()),
+        ..Profile::default()
+    });
+    let ok = p_token(&p_claims(|c| {
+        c.insert("aud".into(), json!("client-123"));
+    }));
+    assert!(run_with(&keys, &ok).is_ok());
+    // stepup.audience ("bank" in these rules) no longer counts for it.
+    let t = p_token(&p_claims(|_| {}));
+    assert_eq!(
+        run_with(&keys, &t).unwrap_err(),
+        TokenError::WrongAudience(Some(ISSUER.into()))
+    );
+}
+
+#[test]
+fn profile_pins_header_types() {
+    let keys = profiled(Profile {
+        accepted_types: Some(vec!["at+jwt".into()]),
+        ..Profile::default()
+    });
+    let payload = p_claims(|_| {});
+    let typed = |typ: Option<&str>| {
+        let mut h = json!({"alg": "HS256", "kid": "p"});
+        if let Some(t) = typ {
+            h["typ"] = json!(t);
+        }
+        run_with(&keys, &signed_p(h, &payload))
+    };
+    assert!(typed(Some("at+jwt")).is_ok());
+    assert!(typed(Some("application/AT+JWT")).is_ok());
+    assert_eq!(
+        typed(Some("JWT")).unwrap_err(),
+        TokenError::WrongType(Some("JWT".into()))
+    );
+    assert_eq!(typed(None).unwrap_err(), TokenError::WrongType(None));
+    let h = json!({"alg": "HS256", "kid": "p", "typ": 5});
+    assert!(matches!(
+        run_with(&keys, &signed_p(h, &payload)),
+        Err(TokenError::Malformed(_))
+    ));
 }

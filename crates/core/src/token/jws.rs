@@ -12,6 +12,7 @@ use super::{TokenError, MAX_TOKEN_LEN};
 pub struct Envelope<'a> {
     pub alg: String,
     pub kid: Option<String>,
+    pub typ: Option<String>,
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`: the bytes signed.
     pub signing_input: &'a [u8],
     pub signature: Vec<u8>,
@@ -49,9 +50,15 @@ pub fn split(token: &str) -> Result<Envelope<'_>, TokenError> {
         Some(_) => return Err(malformed("header \"kid\" is not a string".into())),
         None => None,
     };
+    let typ = match header.get("typ") {
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(malformed("header \"typ\" is not a string".into())),
+        None => None,
+    };
     Ok(Envelope {
         alg,
         kid,
+        typ,
         signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
         signature: b64(s, "signature")?,
         payload: b64(p, "payload")?,

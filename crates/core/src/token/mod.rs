@@ -5,15 +5,22 @@
 //! then is the payload decoded and its claims judged.
 
 mod claims;
+mod der;
 mod error;
+mod jwk;
 mod jws;
+mod profile;
 mod sig;
 
 pub use claims::{Claims, Rules};
+pub use der::DerError;
 pub use error::TokenError;
+pub use jwk::{read_jwks, Jwk, JwksError, MAX_JWKS_KEYS};
+pub use profile::{normalize_typ, LevelClaim, Profile};
 pub use sig::{Alg, KeyError, VerifyingKey};
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Longest assertion accepted, in bytes. Real ones are under 1 KiB; the
 /// bound keeps hostile input cheap to refuse.
@@ -28,18 +35,21 @@ pub struct RegisteredKey {
     pub issuer: Option<String>,
     pub not_before_us: i64,
     pub not_after_us: Option<i64>,
+    /// The profile of the key's issuer (section 3); the default when the
+    /// key has no issuer or its issuer no profile.
+    pub profile: Arc<Profile>,
 }
 
 /// Verifies `token` and returns its claims. `lookup` finds a key by kid;
-/// `known_level` says whether an `acr` is a defined level.
+/// `rank_of` ranks a level name (None: not a defined level).
 pub fn verify<'k>(
     token: &str,
     lookup: impl Fn(&str) -> Option<&'k RegisteredKey>,
-    known_level: impl Fn(&str) -> bool,
+    rank_of: impl Fn(&str) -> Option<i32> + Copy,
     rules: &Rules,
 ) -> Result<Claims, TokenError> {
-    let (key, authentic) = authenticate(token, lookup, rules.now_us)?;
-    judge(&authentic, key, known_level, rules).map(Rc::unwrap_or_clone)
+    let (key, authentic) = authenticate(token, lookup, rank_of, rules.now_us)?;
+    judge(&authentic, key, rank_of, rules).map(Rc::unwrap_or_clone)
 }
 
 /// An assertion whose signature checked out: the kid it was verified
@@ -52,12 +62,13 @@ pub struct Authentic {
     claims: Rc<Claims>,
 }
 
-/// The envelope, the key chosen by kid, the signature, the claims' types:
-/// what holds for these bytes as long as the same key is registered under
-/// that kid.
+/// The envelope, the key chosen by kid, the signature, the header type
+/// and the claims' types: what holds for these bytes as long as the same
+/// key, profile and levels are registered.
 pub fn authenticate<'k>(
     token: &str,
     lookup: impl Fn(&str) -> Option<&'k RegisteredKey>,
+    rank_of: impl Fn(&str) -> Option<i32>,
     now_us: i64,
 ) -> Result<(&'k RegisteredKey, Authentic), TokenError> {
     let env = jws::split(token)?;
@@ -76,8 +87,18 @@ pub fn authenticate<'k>(
         });
     }
     key.key.verify(env.signing_input, &env.signature)?;
+    if !key.profile.accepts_type(env.typ.as_deref()) {
+        return Err(TokenError::WrongType(env.typ));
+    }
     let payload = jws::claims(&env.payload)?;
-    let claims = Rc::new(claims::parse(Rc::new(payload), &kid)?);
+    let claims = claims::parse(
+        Rc::new(payload),
+        &kid,
+        env.signing_input,
+        &key.profile,
+        rank_of,
+    )?;
+    let claims = Rc::new(claims);
     Ok((key, Authentic { kid, claims }))
 }
 
@@ -87,18 +108,18 @@ pub fn authenticate<'k>(
 pub fn judge(
     a: &Authentic,
     key: &RegisteredKey,
-    known_level: impl Fn(&str) -> bool,
+    rank_of: impl Fn(&str) -> Option<i32>,
     rules: &Rules,
 ) -> Result<Rc<Claims>, TokenError> {
     in_validity(key, &a.kid, rules.now_us)?;
     let claims = &a.claims;
-    claims::judge(claims, rules)?;
+    claims::judge(claims, &key.profile, rules)?;
     if let Some(expected) = &key.issuer {
         if claims.iss.as_ref() != Some(expected) {
             return Err(TokenError::WrongIssuer);
         }
     }
-    if !known_level(&claims.acr) {
+    if rank_of(&claims.acr).is_none() {
         return Err(TokenError::UnknownLevel(claims.acr.clone()));
     }
     Ok(Rc::clone(claims))

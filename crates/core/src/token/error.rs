@@ -37,8 +37,12 @@ pub enum TokenError {
         lifetime: i64,
         max: i64,
     },
-    WrongAudience,
+    /// `aud` lacks the audience expected: `stepup.audience`, or (Some) the
+    /// one the named issuer's profile sets.
+    WrongAudience(Option<String>),
     WrongIssuer,
+    /// The issuer's profile pins header types and this `typ` is not one.
+    WrongType(Option<String>),
     UnknownLevel(String),
 }
 
@@ -77,7 +81,21 @@ impl fmt::Display for TokenError {
                 f,
                 "lifetime exp - iat = {lifetime} s exceeds stepup.max_lifetime = {max} s"
             ),
-            WrongAudience => write!(f, "aud does not match stepup.audience"),
+            WrongAudience(None) => write!(f, "aud does not match stepup.audience"),
+            WrongAudience(Some(iss)) => write!(
+                f,
+                "aud does not match the audience stepup.define_issuer set for \"{}\"",
+                clip(iss)
+            ),
+            WrongType(None) => write!(
+                f,
+                "header has no \"typ\", and the issuer's profile accepts only some types"
+            ),
+            WrongType(Some(t)) => write!(
+                f,
+                "header typ \"{}\" is not one the issuer's profile accepts (stepup.issuers)",
+                clip(t)
+            ),
             WrongIssuer => write!(f, "iss does not match the key's issuer"),
             UnknownLevel(l) => write!(f, "acr \"{}\" is not a level in stepup.levels", clip(l)),
         }

@@ -27,6 +27,9 @@ pub enum Unmet {
     TooOld {
         age_s: i64,
     },
+    /// Neither `auth_time` nor a timestamped `amr`: the assertion does not
+    /// say when the user authenticated, so no max_age can be met.
+    Unfresh,
     MethodNotAccepted {
         held: Vec<String>,
     },
@@ -56,6 +59,10 @@ impl fmt::Display for Unmet {
             Unmet::TooOld { age_s } => write!(
                 f,
                 "the user authenticated {age_s} s ago, longer than max_age"
+            ),
+            Unmet::Unfresh => write!(
+                f,
+                "the assertion does not say when the user authenticated (no auth_time, no timestamped amr), so it satisfies no max_age"
             ),
             Unmet::MethodNotAccepted { held } if held.is_empty() => {
                 write!(f, "the assertion names no authentication method (amr)")
@@ -115,7 +122,8 @@ impl Requirement<'_> {
                 held: claims.acr.clone(),
             });
         }
-        let age_us = now_us.saturating_sub(claims.auth_time.saturating_mul(1_000_000));
+        let auth_time = claims.auth_time.ok_or(Unmet::Unfresh)?;
+        let age_us = now_us.saturating_sub(auth_time.saturating_mul(1_000_000));
         if age_us > self.max_age_us {
             return Err(Unmet::TooOld {
                 age_s: age_us.div_euclid(1_000_000),
@@ -142,12 +150,13 @@ mod tests {
             sub: "alice".into(),
             acr: "aal2".into(),
             amr: vec!["otp".into()],
-            jti: "j".into(),
+            jti: Some("j".into()),
+            replay_id: "j".into(),
             iss: None,
             iat: NOW - 60,
             exp: NOW + 240,
             nbf: None,
-            auth_time: NOW - 60,
+            auth_time: Some(NOW - 60),
             chg: vec![],
             raw: Default::default(),
         }
@@ -201,6 +210,14 @@ mod tests {
         );
         let otp = vec!["otp".to_string()];
         assert_eq!(req(2, 300, &otp).check(Some(&c), Some(2), now, 30), Ok(()));
+        let unfresh = Claims {
+            auth_time: None,
+            ..claims()
+        };
+        assert_eq!(
+            req(2, 3600, &[]).check(Some(&unfresh), Some(2), now, 30),
+            Err(Unmet::Unfresh)
+        );
     }
 
     #[test]
