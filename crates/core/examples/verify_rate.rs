@@ -34,6 +34,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use stepup_core::token::{Alg, VerifyingKey};
 
+/// Time per algorithm and side.
 const RUN: Duration = Duration::from_millis(1500);
 
 struct Token {
@@ -80,20 +81,39 @@ impl Raw {
     }
 }
 
-/// Whole passes over `tokens` until `RUN` has passed: verifications per second.
-fn rate(tokens: &[Token], verify: impl Fn(&[u8], &[u8]) -> bool) -> f64 {
-    let started = Instant::now();
-    let mut done = 0u64;
-    loop {
-        for t in tokens {
-            assert!(verify(black_box(&t.input), black_box(&t.sig)), "a token does not verify");
-        }
-        done += tokens.len() as u64;
-        let elapsed = started.elapsed();
-        if elapsed >= RUN {
-            return done as f64 / elapsed.as_secs_f64();
+/// Verifications per second of `raw` and `core`, each run in alternating
+/// slices (whole passes over `tokens`) for about `RUN` in total, so that
+/// drift in machine load or clock speed falls on both alike.
+fn rates(
+    tokens: &[Token],
+    raw: impl Fn(&[u8], &[u8]) -> bool,
+    core: impl Fn(&[u8], &[u8]) -> bool,
+) -> (f64, f64) {
+    const SLICES: u32 = 6;
+    let slice = RUN / SLICES;
+    let mut totals = [(0u64, Duration::ZERO); 2];
+    for _ in 0..SLICES {
+        for (which, verify) in [&raw as &dyn Fn(&[u8], &[u8]) -> bool, &core]
+            .into_iter()
+            .enumerate()
+        {
+            let started = Instant::now();
+            let mut done = 0u64;
+            while started.elapsed() < slice {
+                for t in tokens {
+                    assert!(
+                        verify(black_box(&t.input), black_box(&t.sig)),
+                        "a token does not verify"
+                    );
+                }
+                done += tokens.len() as u64;
+            }
+            totals[which].0 += done;
+            totals[which].1 += started.elapsed();
         }
     }
+    let per_s = |(n, t): (u64, Duration)| n as f64 / t.as_secs_f64();
+    (per_s(totals[0]), per_s(totals[1]))
 }
 
 fn main() {
@@ -114,7 +134,11 @@ fn measure(file: &str) {
     // alg -> (key bytes, tokens), in the order algs first appear.
     let mut order: Vec<Alg> = Vec::new();
     let mut groups: BTreeMap<&'static str, (Vec<u8>, Vec<Token>)> = BTreeMap::new();
-    for (no, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (no, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let mut cols = line.split('\t');
         let (Some(alg), Some(key), Some(jws), None) =
             (cols.next(), cols.next(), cols.next(), cols.next())
@@ -132,7 +156,13 @@ fn measure(file: &str) {
             order.push(alg);
             (key.clone(), Vec::new())
         });
-        assert_eq!(entry.0, key, "line {}: another key for {}", no + 1, alg.name());
+        assert_eq!(
+            entry.0,
+            key,
+            "line {}: another key for {}",
+            no + 1,
+            alg.name()
+        );
         entry.1.push(token);
     }
     for alg in order {
@@ -143,8 +173,11 @@ fn measure(file: &str) {
         for t in tokens {
             assert!(raw.verify(&t.input, &t.sig) && core.verify(&t.input, &t.sig).is_ok());
         }
-        let raw_per_s = rate(tokens, |i, s| raw.verify(i, s));
-        let core_per_s = rate(tokens, |i, s| core.verify(i, s).is_ok());
+        let (raw_per_s, core_per_s) = rates(
+            tokens,
+            |i, s| raw.verify(i, s),
+            |i, s| core.verify(i, s).is_ok(),
+        );
         println!(
             "{} raw_per_s={:.0} core_per_s={:.0}",
             alg.name(),
@@ -188,7 +221,11 @@ fn make(file: &str, n: usize) {
             Alg::ES384 => &p384_der,
         };
         for i in 0..n {
-            let header = format!(r#"{{"alg":"{}","kid":"bench-{}","typ":"JWT"}}"#, alg.name(), alg.name());
+            let header = format!(
+                r#"{{"alg":"{}","kid":"bench-{}","typ":"JWT"}}"#,
+                alg.name(),
+                alg.name()
+            );
             let payload = format!(
                 r#"{{"sub":"user-{i}","aud":"bench","iat":1700000000,"exp":1700000300,"auth_time":1700000000,"acr":"aal2","amr":["otp"],"jti":"{i:08}"}}"#
             );
@@ -213,7 +250,13 @@ fn make(file: &str, n: usize) {
                 Alg::ES256 => p256.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
                 Alg::ES384 => p384.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
             };
-            out.push_str(&format!("{}\t{}\t{}.{}\n", alg.name(), b64(key), input, b64(&sig)));
+            out.push_str(&format!(
+                "{}\t{}\t{}.{}\n",
+                alg.name(),
+                b64(key),
+                input,
+                b64(&sig)
+            ));
         }
     }
     std::fs::write(file, out).expect("write FILE");
