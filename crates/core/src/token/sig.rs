@@ -777,6 +777,121 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// PS256 is RFC 7518 3.5 exactly: MGF1 with SHA-256 and a 32-byte
+    /// salt. OpenSSL signs with other salt lengths on request; those fail.
+    #[test]
+    fn pss_salt_must_be_32_bytes() {
+        use std::process::Command;
+        if Command::new("openssl").arg("version").output().is_err() {
+            eprintln!("openssl not found: PSS salt check skipped");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("stepup-pss-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = |args: &[&str]| {
+            let st = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .status()
+                .unwrap();
+            assert!(st.success(), "openssl {args:?}");
+        };
+        run(&["genpkey", "-quiet", "-algorithm", "RSA", "-out", "k.pem"]);
+        run(&[
+            "pkey", "-in", "k.pem", "-pubout", "-outform", "DER", "-out", "k.der",
+        ]);
+        std::fs::write(dir.join("m"), b"header.payload").unwrap();
+        let key =
+            VerifyingKey::new(Alg::PS256, &std::fs::read(dir.join("k.der")).unwrap()).unwrap();
+        for (salt, ok) in [("32", true), ("20", false), ("64", false), ("0", false)] {
+            let saltopt = format!("rsa_pss_saltlen:{salt}");
+            run(&[
+                "dgst",
+                "-sha256",
+                "-sign",
+                "k.pem",
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                &saltopt,
+                "-sigopt",
+                "rsa_mgf1_md:sha256",
+                "-out",
+                "s",
+                "m",
+            ]);
+            let sig = std::fs::read(dir.join("s")).unwrap();
+            assert_eq!(
+                key.verify(b"header.payload", &sig).is_ok(),
+                ok,
+                "salt {salt}"
+            );
+        }
+        // MGF1 with SHA-1 (a common library default) is not PS256 either.
+        run(&[
+            "dgst",
+            "-sha256",
+            "-sign",
+            "k.pem",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:32",
+            "-sigopt",
+            "rsa_mgf1_md:sha1",
+            "-out",
+            "s",
+            "m",
+        ]);
+        let sig = std::fs::read(dir.join("s")).unwrap();
+        assert!(key.verify(b"header.payload", &sig).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ed25519_spki_rules() {
+        let ed_der = fixture!("ed25519.pub.der");
+        // Parameters present (RFC 8410 3: they MUST be absent).
+        let mut alg_id = Vec::new();
+        der::push_tlv(&mut alg_id, der::OID, der::oid::ED25519);
+        der::push_tlv(&mut alg_id, der::NULL, &[]);
+        let mut body = Vec::new();
+        der::push_tlv(&mut body, der::SEQUENCE, &alg_id);
+        der::push_tlv(
+            &mut body,
+            der::BIT_STRING,
+            &[&[0u8][..], &ed_der[12..]].concat(),
+        );
+        let mut with_params = Vec::new();
+        der::push_tlv(&mut with_params, der::SEQUENCE, &body);
+        assert!(matches!(
+            VerifyingKey::new(Alg::EdDSA, &with_params),
+            Err(KeyError::BadDer(Alg::EdDSA, _))
+        ));
+        // A 31-byte key inside an Ed25519 SPKI.
+        let mut short = Vec::new();
+        let mut alg_id = Vec::new();
+        der::push_tlv(&mut alg_id, der::OID, der::oid::ED25519);
+        let mut body = Vec::new();
+        der::push_tlv(&mut body, der::SEQUENCE, &alg_id);
+        der::push_tlv(
+            &mut body,
+            der::BIT_STRING,
+            &[&[0u8][..], &ed_der[13..]].concat(),
+        );
+        der::push_tlv(&mut short, der::SEQUENCE, &body);
+        assert_eq!(
+            VerifyingKey::new(Alg::EdDSA, &short).unwrap_err(),
+            KeyError::Ed25519Length(31)
+        );
+        // The SPKI verifies what the raw key verifies (RFC 8037 A.4).
+        let raw = URL_SAFE_NO_PAD.decode(A4_PUB).unwrap();
+        let spki = der::ed25519_spki(raw.as_slice().try_into().unwrap());
+        let key = VerifyingKey::new(Alg::EdDSA, &spki).unwrap();
+        assert_eq!(key.material(), &raw[..]);
+        check(&key, A4_JWS).unwrap();
+    }
+
     #[test]
     fn wrong_key_type_for_the_alg_is_named() {
         let cases: [(Alg, &[u8], &str); 14] = [
