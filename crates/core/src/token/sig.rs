@@ -81,6 +81,8 @@ pub enum KeyError {
     Pem(Alg),
     /// Not a strict DER SubjectPublicKeyInfo.
     BadDer(Alg, DerError),
+    /// A bare PKCS#1 RSAPublicKey, without the SubjectPublicKeyInfo around it.
+    Pkcs1(Alg),
     /// A public key of another type than the algorithm needs (`found`
     /// says which, e.g. "an RSA key", "an EC P-384 key").
     WrongKeyType {
@@ -131,6 +133,11 @@ impl std::fmt::Display for KeyError {
             KeyError::BadDer(alg, e) => write!(
                 f,
                 "{} key is not a DER SubjectPublicKeyInfo ({e}); pass what `openssl pkey -pubout -outform DER` writes",
+                alg.name()
+            ),
+            KeyError::Pkcs1(alg) => write!(
+                f,
+                "{} key is a bare PKCS#1 RSAPublicKey; pass the SubjectPublicKeyInfo (openssl pkey -pubin -outform DER)",
                 alg.name()
             ),
             KeyError::WrongKeyType { alg, found } => write!(
@@ -239,7 +246,13 @@ fn parse_spki(alg: Alg, material: &[u8]) -> Result<der::Spki<'_>, KeyError> {
     if material.starts_with(b"-----BEGIN") {
         return Err(KeyError::Pem(alg));
     }
-    der::parse_spki(material).map_err(|e| KeyError::BadDer(alg, e))
+    der::parse_spki(material).map_err(|e| {
+        if der::parse_rsa_public_key(material).is_ok() {
+            KeyError::Pkcs1(alg)
+        } else {
+            KeyError::BadDer(alg, e)
+        }
+    })
 }
 
 fn bit_len(magnitude: &[u8]) -> usize {
@@ -999,6 +1012,13 @@ mod tests {
         assert_eq!(
             VerifyingKey::new(Alg::ES256, &long).unwrap_err(),
             KeyError::BadDer(Alg::ES256, DerError::NotDer)
+        );
+        // PKCS#1 RSAPublicKey (openssl rsa -RSAPublicKey_out): the SPKI's
+        // inner part.
+        let inner = der::parse_spki(RSA2048).unwrap().key;
+        assert_eq!(
+            VerifyingKey::new(Alg::RS256, inner).unwrap_err(),
+            KeyError::Pkcs1(Alg::RS256)
         );
         let pem = b"-----BEGIN PUBLIC KEY-----\nMIIB...\n-----END PUBLIC KEY-----\n";
         for alg in [Alg::RS256, Alg::ES256, Alg::EdDSA] {
