@@ -329,7 +329,9 @@ BAD_JWKS = {
     "off_curve_p256": (lambda: off_curve(ec_jwk("ES256")), "not on the curve P-256"),
     "off_curve_p384": (lambda: off_curve(ec_jwk("ES384")), "not on the curve P-384"),
     "private_members": (private_members, "private key material"),
-    "symmetric": (lambda: {"kty": "oct", "kid": unique("bad-oct"), "k": b64url(b"s" * 32), "alg": "HS256"}, "oct"),
+    "symmetric": (lambda: {"kty": "oct", "kid": unique("bad-oct"), "k": b64url(b"s" * 32), "alg": "HS256"},
+                  "symmetric"),
+    "rsa_16384": (lambda: rsa_jwk(n=b64url(b"\xff" * 2048)), '"n" is too long'),
     "enc_use": (lambda: rsa_jwk(use="enc", alg="RSA-OAEP"), "enc"),
     "unknown_kty": (lambda: {"kty": "XYZ", "kid": unique("bad-kty"), "alg": "RS256"}, "XYZ"),
     "key_ops_without_verify": (lambda: {k: v for k, v in rsa_jwk(key_ops=["encrypt"]).items() if k != "use"},
@@ -357,20 +359,40 @@ def test_bad_jwk_is_skipped(su, make, reason):
 def test_jwk_without_kid_is_skipped(su):
     issuer = f"https://bad.example/{unique('iss')}"
     nokid = {k: v for k, v in new_key("RS256").public_jwk.items() if k != "kid"}
+    good = new_key("ES256", kid=unique("good"))
     rows = su.execute("SELECT kid, alg, action FROM stepup.add_jwks(%s, %s)",
-                      [issuer, Jsonb({"keys": [nokid]})]).fetchall()
-    assert len(rows) == 1 and rows[0][0] is None and rows[0][2].startswith("skipped: "), rows
-    assert "kid" in rows[0][2]
-    assert scalar(su, "SELECT count(*) FROM stepup.key_info WHERE issuer = %s", [issuer]) == 0
+                      [issuer, Jsonb({"keys": [nokid, good.public_jwk]})]).fetchall()
+    assert rows == [(None, "RS256", 'skipped: no "kid": tokens could not select this key'),
+                    (good.kid, "ES256", "added")]
+    assert keys_of_issuer(su, issuer) == [good.kid]
+
+
+def keys_of_issuer(su, issuer):
+    return [kid for (kid,) in su.execute("SELECT kid FROM stepup.key_info WHERE issuer = %s ORDER BY kid",
+                                         [issuer]).fetchall()]
+
+
+def test_document_without_a_usable_key_changes_nothing(su):
+    """A JWKS with nothing usable in it is an error, not a rotation that
+    would retire every key of the issuer."""
+    issuer = f"https://bad.example/{unique('iss')}"
+    kept = new_key("ES256", kid=unique("kept"))
+    assert add_jwks(su, issuer, {"keys": [kept.public_jwk]}) == {kept.kid: ("ES256", "added")}
+    nokid = {k: v for k, v in new_key("RS256").public_jwk.items() if k != "kid"}
+    err = expect_error(su, "SELECT * FROM stepup.add_jwks(%s, %s)",
+                       [issuer, Jsonb({"keys": [nokid, rsa_jwk(use="enc", alg="RSA-OAEP")]})], "22023")
+    assert "no usable signing key" in err.diag.message_primary, err.diag.message_primary
+    assert scalar(su, "SELECT status FROM stepup.key_info WHERE kid = %s", [kept.kid]) == "active"
 
 
 def test_duplicate_kids_in_one_document(su):
     issuer = f"https://bad.example/{unique('iss')}"
     a, b = new_key("ES256", kid=unique("dup")), new_key("ES256")
+    good = new_key("ES256", kid=unique("good"))
     rows = su.execute("SELECT kid, action FROM stepup.add_jwks(%s, %s)",
-                      [issuer, Jsonb({"keys": [a.public_jwk, {**b.public_jwk, "kid": a.kid}]})]).fetchall()
-    assert [kid for kid, _ in rows] == [a.kid, a.kid]
-    assert all(action.startswith("skipped: ") and "more than once" in action for _, action in rows), rows
+                      [issuer, Jsonb({"keys": [a.public_jwk, {**b.public_jwk, "kid": a.kid},
+                                               good.public_jwk]})]).fetchall()
+    assert rows == [(a.kid, "skipped: kid appears more than once in the document")] * 2 + [(good.kid, "added")]
     assert registered(su, a.kid) == 0
 
 
@@ -378,10 +400,13 @@ def test_kid_naming_other_material_is_refused(su):
     issuer = f"https://bad.example/{unique('iss')}"
     a = new_key("ES256", kid=unique("reuse"))
     assert add_jwks(su, issuer, {"keys": [a.public_jwk]}) == {a.kid: ("ES256", "added")}
+    fingerprint = scalar(su, "SELECT fingerprint FROM stepup.key_info WHERE kid = %s", [a.kid])
     other = {**new_key("ES256").public_jwk, "kid": a.kid}
-    _, action = add_jwks(su, issuer, {"keys": [other]})[a.kid]
-    assert action.startswith("refused: "), action
-    assert scalar(su, "SELECT status FROM stepup.key_info WHERE kid = %s", [a.kid]) == "active"
+    rows = su.execute("SELECT kid, action FROM stepup.add_jwks(%s, %s)",
+                      [issuer, Jsonb({"keys": [other, a.public_jwk | {"kid": unique("same")}]})]).fetchall()
+    assert [action for kid, action in rows if kid == a.kid][0].startswith("refused: "), rows
+    # The kid still names the first material, whatever else the sync did.
+    assert scalar(su, "SELECT fingerprint FROM stepup.key_info WHERE kid = %s", [a.kid]) == fingerprint
 
 
 @pytest.mark.parametrize("doc,message", [
@@ -390,7 +415,8 @@ def test_kid_naming_other_material_is_refused(su):
     ({"kid": "x"}, 'no "keys" array'),
     ({"keys": {"kid": "x"}}, 'no "keys" array'),
     ({"keys": [{"kty": "EC"}] * 101}, "at most 100"),
-], ids=["array", "string", "no_keys", "keys_object", "101_keys"])
+    ({"keys": [{"kty": "RSA", "kid": "big", "n": "A" * (1 << 20), "e": "AQAB"}]}, "more than the 1048576 accepted"),
+], ids=["array", "string", "no_keys", "keys_object", "101_keys", "over_1_MiB"])
 def test_whole_document_problems_are_22023(su, doc, message):
     issuer = f"https://bad.example/{unique('iss')}"
     err = expect_error(su, "SELECT * FROM stepup.add_jwks(%s, %s)", [issuer, Jsonb(doc)], "22023")
@@ -400,24 +426,37 @@ def test_whole_document_problems_are_22023(su, doc, message):
 
 def test_huge_members_do_not_crash(su):
     issuer = f"https://bad.example/{unique('iss')}"
-    huge_n = rsa_jwk(n=b64url(b"\xff" * 1024 * 1024))  # an 8-Mbit modulus
-    deep = rsa_jwk(x5c=[json.dumps([[[[[]]]]] * 10000)])
-    rows = add_jwks(su, issuer, {"keys": [huge_n, deep]})
+    huge_n = rsa_jwk(n=b64url(b"\xff" * 100_000))  # an 800-kbit modulus
+    nested = {"kty": "EC", "crv": "P-256", "kid": unique("nested"), "x": [[[[[[[[[[[]]]]]]]]]]], "y": {"a": [1] * 1000}}
+    good = new_key("ES256", kid=unique("good")).public_jwk
+    rows = add_jwks(su, issuer, {"keys": [huge_n, nested, good]})
     assert rows[huge_n["kid"]][1].startswith("skipped: "), rows
-    assert registered(su, huge_n["kid"]) == 0
+    assert rows[nested["kid"]][1].startswith("skipped: "), rows
+    assert rows[good["kid"]] == ("ES256", "added")
+    assert registered(su, huge_n["kid"]) == 0 and registered(su, nested["kid"]) == 0
     alive(su)
 
 
 # --- IdP-shaped tokens ---------------------------------------------------------------------
 
-@pytest.fixture
-def payouts(su, app_role):
-    name = f"public.{unique('idp').replace('-', '_')}"
+def payout_table(su, app_role, **policy):
+    """A payout-account table the app role owns, protected at aal2 for 5 minutes."""
+    name = f"public.{unique('payout').replace('-', '_')}"
     su.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, iban text NOT NULL)")
     su.execute(f"INSERT INTO {name} VALUES (1, 'DE01')")
     su.execute(f"ALTER TABLE {name} OWNER TO {app_role}")
-    protect(su, name, level="aal2", max_age="5 minutes")
+    protect(su, name, level="aal2", max_age="5 minutes", **policy)
     return name
+
+
+@pytest.fixture
+def payouts(su, app_role):
+    return payout_table(su, app_role)
+
+
+@pytest.fixture
+def one_time_payouts(su, app_role):
+    return payout_table(su, app_role, one_time=True)
 
 
 def last_entry(su, table):
@@ -476,41 +515,41 @@ def test_okta_one_hour_token_needs_max_lifetime(su, fresh_issuer):
     token = okta.token("access_token_2fa")
     assert_rejected(su, token, "lifetime exp - iat = 3600 s exceeds stepup.max_lifetime = 900 s")
     with su.transaction():
-        su.execute("SET LOCAL stepup.max_lifetime = '1 hour'")
+        su.execute("SET LOCAL stepup.max_lifetime = '1h'")
         claims = present(su, token)
         assert (claims["acr"], claims["jti"][:3]) == ("urn:okta:loa:2fa:any", "AT.")
         assert scalar(su, "SELECT stepup.satisfied('aal2', '5 minutes')") is True
         assert scalar(su, "SELECT stepup.satisfied('aal3', '5 minutes')") is False
     with su.transaction():
-        su.execute("SET LOCAL stepup.max_lifetime = '1 hour'")
+        su.execute("SET LOCAL stepup.max_lifetime = '1h'")
         present(su, okta.token("access_token_2fa", acr="phrh"))
         assert scalar(su, "SELECT stepup.satisfied('aal3', '5 minutes')") is True
 
 
-def test_entra_acrs_and_no_jti(su, payouts, fresh_issuer):
+def test_entra_acrs_and_no_jti(su, one_time_payouts, fresh_issuer):
+    payouts = one_time_payouts
     entra = fresh_issuer("entra")
     assert "alg" not in entra.jwks["keys"][0] and entra.jwks["keys"][0]["x5c"]
     assert imported(su, entra) == {entra.sig.kid: ("RS256", "added")}
     define_issuer(su, entra.issuer, **entra.profile())
     assert scalar(su, "SELECT level_claim FROM stepup.issuers WHERE issuer = %s", [entra.issuer]) == "acrs"
     with su.transaction():
-        su.execute("SET LOCAL stepup.max_lifetime = '2 hours'")
+        su.execute("SET LOCAL stepup.max_lifetime = '2h'")
         claims = present(su, entra.token("access_token_c1"))
         assert claims["acrs"] == ["c1"] and "jti" not in claims
         assert scalar(su, "SELECT stepup.satisfied('aal2', '5 minutes')") is True
         assert scalar(su, "SELECT stepup.satisfied('aal3', '5 minutes')") is False
     with su.transaction():
-        su.execute("SET LOCAL stepup.max_lifetime = '2 hours'")
+        su.execute("SET LOCAL stepup.max_lifetime = '2h'")
         present(su, entra.token("access_token_c1_c3"))  # the best-ranked context counts
         assert scalar(su, "SELECT stepup.satisfied('aal3', '5 minutes')") is True
 
     # One-time: without a jti the token's SHA-256 is spent.
-    protect(su, payouts, level="aal2", max_age="5 minutes", one_time=True)
     token = entra.token("access_token_c1")
 
     def change(iban):
         with su.transaction():
-            su.execute("SET LOCAL stepup.max_lifetime = '2 hours'")
+            su.execute("SET LOCAL stepup.max_lifetime = '2h'")
             present(su, token)
             return su.execute(f"UPDATE {payouts} SET iban = %s WHERE id = 1", [iban]).rowcount
 
@@ -529,14 +568,14 @@ def test_supabase_freshness_from_amr(su, fresh_issuer):
     assert imported(su, supa) == {supa.sig.kid: ("ES256", "added")}
     define_issuer(su, supa.issuer, **supa.profile())
     with su.transaction():
-        su.execute("SET LOCAL stepup.max_lifetime = '1 hour'")
+        su.execute("SET LOCAL stepup.max_lifetime = '1h'")
         claims = present(su, supa.token("access_token_totp"))
         assert (claims["aal"], "auth_time" in claims) == ("aal2", False)
         # The newest amr timestamp (totp, 15 s ago) is the authentication time.
         assert scalar(su, "SELECT stepup.satisfied('aal2', '45 seconds')") is True
         assert scalar(su, "SELECT stepup.satisfied('aal2', '5 seconds')") is False
     with su.transaction():
-        su.execute("SET LOCAL stepup.max_lifetime = '1 hour'")
+        su.execute("SET LOCAL stepup.max_lifetime = '1h'")
         present(su, supa.token("access_token_untimed_amr"))
         assert scalar(su, "SELECT stepup.satisfied('aal2', '1 day')") is False
         err = expect_error(su, "SELECT stepup.require('aal2', '5 minutes')", None, "SU001")

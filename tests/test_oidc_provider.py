@@ -138,15 +138,24 @@ def access_token_profile(su, issuer):
                   accepted_types=["at+jwt"])
 
 
-@pytest.fixture
-def payouts(su, app_role):
+def payout_table(su, app_role, **policy):
     """A payout-account table the app role owns, protected at aal2 for 5 minutes."""
     name = f"public.{unique('payout').replace('-', '_')}"
     su.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, iban text NOT NULL)")
     su.execute(f"INSERT INTO {name} VALUES (1, 'DE01')")
     su.execute(f"ALTER TABLE {name} OWNER TO {app_role}")
-    protect(su, name, level="aal2", max_age="5 minutes")
+    protect(su, name, level="aal2", max_age="5 minutes", **policy)
     return name
+
+
+@pytest.fixture
+def payouts(su, app_role):
+    return payout_table(su, app_role)
+
+
+@pytest.fixture
+def one_time_payouts(su, app_role):
+    return payout_table(su, app_role, one_time=True)
 
 
 def last_entry(su, table):
@@ -241,10 +250,10 @@ def test_password_only_login_gets_su001(synced, oidc, su, app, payouts):
     assert scalar(app, f"SELECT iban FROM {payouts} WHERE id = 1") == "DE01"
 
 
-def test_one_time_table_spends_an_id_token_without_jti(synced, oidc, su, app, payouts):
+def test_one_time_table_spends_an_id_token_without_jti(synced, oidc, su, app, one_time_payouts):
+    payouts = one_time_payouts
     assert synced.returncode == 0, synced.stderr
     id_token_profile(su, oidc.issuer)
-    protect(su, payouts, level="aal2", max_age="5 minutes", one_time=True)
     token = OidcClient(oidc).authorize(acr_values=["2"], max_age=300)["id_token"]
     assert change_iban(app, payouts, token, "OT01")[1] == 1
     with pytest.raises(psycopg.Error) as caught:
