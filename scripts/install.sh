@@ -11,4 +11,8 @@ if ! cargo pgrx install "${sudo_flag[@]}" --pg-config "$PG_CONFIG" "$@" >"$log" 
     cat "$log"; rm -f "$log"; exit 1
 fi
 rm -f "$log"
+# Earlier releases' install scripts, so that CREATE EXTENSION ... VERSION
+# '0.1.0' followed by ALTER EXTENSION ... UPDATE can be run (and tested):
+# cargo pgrx install copies only the upgrade scripts.
+$SUDO cp "$ROOT"/sql/releases/pg_stepup--*.sql "$($PG_CONFIG --sharedir)/extension/"
 echo "== installed pg_stepup into $($PG_CONFIG --sharedir)/extension"

@@ -37,3 +37,6 @@ if ! "$VENV/bin/python" -c 'import psycopg, jwt, pytest, cryptography, rfc8785' 
     "$VENV/bin/pip" install -q --disable-pip-version-check \
         'psycopg[binary]>=3.1,<4' 'pyjwt[crypto]>=2.8,<3' 'pytest>=8,<9' 'rfc8785>=0.1,<1'
 fi
+
+# Node packages (node-oidc-provider, jose) and jwcrypto for the OpenID tests.
+"$ROOT/scripts/setup_oidc.sh"

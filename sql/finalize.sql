@@ -69,7 +69,7 @@ BEGIN
                   HINT = 'Pass the aud the issuer''s tokens carry (an OIDC client id or API identifier), or NULL for stepup.audience.';
     END IF;
     IF level_claim IS NULL OR level_claim NOT IN ('acr', 'acrs', 'aal') THEN
-        RAISE EXCEPTION 'level_claim must be ''acr'', ''acrs'' or ''aal'', not %', coalesce( || level_claim || , 'NULL')
+        RAISE EXCEPTION 'level_claim must be ''acr'', ''acrs'' or ''aal'', not %', coalesce(quote_literal(level_claim), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'acr: one string (OpenID Connect); acrs: an array of authentication contexts (Entra ID); aal: Supabase.';
     END IF;

@@ -363,7 +363,11 @@ fn read_profile(row: &PgHeapTuple<'_, AllocatedByPostgres>) -> Option<Profile> {
         issuer: Some(issuer),
         audience,
         // An unreadable level claim: an empty map, so no token has a level.
-        levels: if level_claim.is_some() { levels } else { Some(Vec::new()) },
+        levels: if level_claim.is_some() {
+            levels
+        } else {
+            Some(Vec::new())
+        },
         level_claim: level_claim.unwrap_or_default(),
         accepted_types,
     })

@@ -11,8 +11,8 @@ use pgrx::spi::SpiClient;
 
 use crate::jsonb::JsonbArg;
 use crate::raise::bad_argument;
-use crate::token::{read_jwks, Jwk};
 use crate::token::VerifyingKey;
+use crate::token::{read_jwks, Jwk};
 
 /// Largest document accepted, as jsonb prints it. Real JWKS documents are
 /// a few kilobytes (Entra's, with certificate chains, about 20 kB).
@@ -78,9 +78,10 @@ fn add_jwks(
         let why: Vec<String> = keys
             .iter()
             .filter_map(|k| match k {
-                Jwk::Skipped { kid, reason, .. } => {
-                    Some(format!("{}: {reason}", kid.as_deref().unwrap_or("(no kid)")))
-                }
+                Jwk::Skipped { kid, reason, .. } => Some(format!(
+                    "{}: {reason}",
+                    kid.as_deref().unwrap_or("(no kid)")
+                )),
                 Jwk::Usable { .. } => None,
             })
             .collect();
@@ -132,7 +133,7 @@ fn import(
     let args: [DatumWithOid; 2] = [issuer.into(), current.into()];
     let retired = client.update(
         "UPDATE stepup.keys AS k \
-            SET not_after = pg_catalog.greatest(pg_catalog.now(), k.not_before OPERATOR(pg_catalog.+) '1 microsecond'::pg_catalog.interval) \
+            SET not_after = GREATEST(pg_catalog.now(), k.not_before OPERATOR(pg_catalog.+) '1 microsecond'::pg_catalog.interval) \
           WHERE k.issuer OPERATOR(pg_catalog.=) $1 AND k.source OPERATOR(pg_catalog.=) 'jwks' \
             AND (k.not_after IS NULL OR k.not_after OPERATOR(pg_catalog.>) pg_catalog.now()) \
             AND NOT (k.kid OPERATOR(pg_catalog.=) ANY ($2)) \
@@ -187,7 +188,9 @@ fn add_or_compare(
     )?;
     let Some(row) = existing.into_iter().next() else {
         // Removed between the two statements: nothing to compare with.
-        return Ok("refused: the kid was removed while importing; call stepup.add_jwks again".into());
+        return Ok(
+            "refused: the kid was removed while importing; call stepup.add_jwks again".into(),
+        );
     };
     let same = row.get::<String>(1)?.as_deref() == Some(alg)
         && row.get::<&[u8]>(2)? == Some(material)

@@ -26,8 +26,11 @@ INVALID_KEYS = {
     "hs256_31_bytes": ((MATERIAL[:31],), 'HS256 key is 31 bytes; it must be at least 32 random bytes'),
     "eddsa_33_bytes": ((MATERIAL + b"x", "EdDSA"), "EdDSA key is 33 bytes; it must be the 32-byte Ed25519 public key"),
     "eddsa_31_bytes": ((MATERIAL[:31], "EdDSA"), "EdDSA key is 31 bytes"),
-    "alg_none": ((MATERIAL, "none"), "unsupported alg \"none\": use 'HS256' or 'EdDSA'"),
-    "alg_rs256": ((MATERIAL, "RS256"), 'unsupported alg "RS256"'),
+    "alg_none": ((MATERIAL, "none"), "unsupported alg \"none\": use one of 'HS256', 'EdDSA', 'RS256', "
+                                     "'PS256', 'ES256', 'ES384'"),
+    "alg_rs384": ((MATERIAL, "RS384"), 'unsupported alg "RS384"'),
+    "rs256_not_der": ((MATERIAL, "RS256"), "RS256 key is not a DER SubjectPublicKeyInfo"),
+    "es256_not_der": ((MATERIAL, "ES256"), "ES256 key is not a DER SubjectPublicKeyInfo"),
     "alg_lowercase": ((MATERIAL, "hs256"), 'unsupported alg "hs256"'),
 }
 
@@ -97,7 +100,8 @@ def test_key_info_shows_no_material(su, dbname):
     key = new_hs256(su, dbname, issuer="https://idp.example")
     row = su.execute("SELECT * FROM stepup.key_info WHERE kid = %s", [key.kid]).fetchone()
     columns = [d.name for d in su.execute("SELECT * FROM stepup.key_info LIMIT 0").description]
-    assert columns == ["kid", "alg", "issuer", "not_before", "not_after", "status", "fingerprint", "created_at"]
+    assert columns == ["kid", "alg", "issuer", "not_before", "not_after", "status", "fingerprint", "created_at",
+                       "source"]
     info = dict(zip(columns, row))
     assert (info["kid"], info["alg"], info["issuer"], info["status"]) == (
         key.kid, "HS256", "https://idp.example", "active")
