@@ -28,7 +28,7 @@ fn add_key(
             "Pass the key id, the key bytes and its alg: 'HS256', 'EdDSA', 'RS256', 'PS256', 'ES256' or 'ES384'.",
         );
     };
-    if kid.is_empty() || kid.len() > 256 {
+    if kid.is_empty() || kid.len() > crate::token::MAX_KID_BYTES {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,

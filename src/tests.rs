@@ -163,6 +163,8 @@ mod tests {
             let got = sqlstate_of(sql).unwrap_or_default();
             assert_eq!(&got[..5.min(got.len())], state, "{sql}: {got}");
         }
+        // One transaction: now() does not move, so "retired" shows as a
+        // not_after set, not yet as key_info's status.
         assert_eq!(
             one::<String>("SELECT string_agg(kid || ':' || status || ':' || length(fingerprint), ',') FROM stepup.key_info")
                 .as_deref(),
@@ -424,5 +426,111 @@ mod tests {
             .unwrap();
             assert_eq!(text, want);
         }
+    }
+
+    /// The RFC 8037 A.2 Ed25519 public key and the RFC 7515 A.3 P-256 key, as JWKs.
+    const ED_JWK: &str = r#"{"kty": "OKP", "crv": "Ed25519", "kid": "ed-a", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+    const EC_JWK: &str = r#"{"kty": "EC", "crv": "P-256", "kid": "ec-b", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#;
+
+    fn jwks(issuer: &str, keys: &[&str]) -> Vec<String> {
+        let doc = format!(r#"{{"keys": [{}]}}"#, keys.join(", "));
+        // connect_mut and update: add_jwks writes, so not a read-only SPI call.
+        Spi::connect_mut(|c| {
+            c.update(
+                "SELECT kid || ' ' || alg || ' ' || action FROM stepup.add_jwks($1, $2::jsonb)",
+                None,
+                &[issuer.into(), doc.as_str().into()],
+            )
+            .unwrap()
+            .map(|row| row.get::<String>(1).unwrap().unwrap())
+            .collect()
+        })
+    }
+
+    #[pg_test]
+    fn add_jwks_adds_keeps_retires_and_refuses() {
+        let iss = "https://idp.example";
+        assert_eq!(jwks(iss, &[ED_JWK]), ["ed-a EdDSA added"]);
+        assert_eq!(jwks(iss, &[ED_JWK]), ["ed-a EdDSA kept"]);
+        assert_eq!(
+            jwks(iss, &[EC_JWK]),
+            ["ec-b ES256 added", "ed-a EdDSA retired"]
+        );
+        // One transaction: now() does not move, so a retired key shows as
+        // not_after set, not yet as key_info's status.
+        assert_eq!(
+            one::<String>("SELECT string_agg(kid || ':' || source || ':' || (not_after IS NOT NULL), ',' ORDER BY kid) FROM stepup.key_info")
+                .as_deref(),
+            Some("ec-b:jwks:false,ed-a:jwks:true")
+        );
+        // The same kid with other material, or from another issuer: refused.
+        let other = EC_JWK.replace("ec-b", "ed-a");
+        assert_eq!(
+            jwks(iss, &[EC_JWK, &other])[1].split(':').next(),
+            Some("ed-a ES256 refused")
+        );
+        assert_eq!(
+            jwks("https://other.example", &[EC_JWK])[0]
+                .split(':')
+                .next(),
+            Some("ec-b ES256 refused")
+        );
+        // A document with nothing usable changes nothing.
+        setup();
+        let none = r#"SELECT * FROM stepup.add_jwks('https://idp.example', '{"keys": [{"kty": "oct", "k": "AA", "kid": "s"}]}')"#;
+        assert!(sqlstate_of(none).is_some_and(|e| e.starts_with("22023")));
+        assert_eq!(
+            one::<String>("SELECT status FROM stepup.key_info WHERE kid = 'ec-b'").as_deref(),
+            Some("active")
+        );
+    }
+
+    #[pg_test]
+    fn define_issuer_maps_levels_and_checks_its_arguments() {
+        setup();
+        Spi::run(&format!(
+            "SELECT stepup.add_key('k-iss', '\\x{SECRET_HEX}', 'HS256', 'https://idp.example')"
+        ))
+        .unwrap();
+        Spi::run(
+            r#"SELECT stepup.define_issuer('https://idp.example', levels => '{"1": "aal1", "2": "aal2"}')"#,
+        )
+        .unwrap();
+        let db = one::<String>("SELECT current_database()::text").unwrap();
+        let n = now();
+        let header = json!({"alg": "HS256", "kid": "k-iss"});
+        let claims = json!({
+            "sub": "alice", "aud": db, "iss": "https://idp.example", "iat": n, "exp": n + 300,
+            "auth_time": n - 5, "acr": "2",
+        });
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let mut mac = Hmac::<Sha256>::new_from_slice(&hex::decode(SECRET_HEX).unwrap()).unwrap();
+        mac.update(input.as_bytes());
+        let t = format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        );
+        Spi::run(&format!("SELECT stepup.present('{t}')")).unwrap();
+        assert_eq!(
+            one::<bool>("SELECT stepup.satisfied('aal2', '1 minute')"),
+            Some(true)
+        );
+        for bad in [
+            "SELECT stepup.define_issuer('https://idp.example', level_claim => 'amr')",
+            r#"SELECT stepup.define_issuer('https://idp.example', levels => '{"2": "gold"}')"#,
+            "SELECT stepup.define_issuer('')",
+        ] {
+            assert!(
+                sqlstate_of(bad).is_some_and(|e| e.starts_with("22023")),
+                "{bad}"
+            );
+        }
+        // An RSA key must be a DER SubjectPublicKeyInfo of 2048 bits or more.
+        let short = format!("SELECT stepup.add_key('rs', '\\x{SECRET_HEX}', 'RS256')");
+        assert!(sqlstate_of(&short).is_some_and(|e| e.starts_with("22023")));
     }
 }

@@ -152,6 +152,13 @@ fn read_one(k: &Value, kid_count: &HashMap<&str, usize>) -> Jwk {
     if kid_count.get(kid_str).copied().unwrap_or(0) > 1 {
         return skip("kid appears more than once in the document".into());
     }
+    if kid_str.len() > super::MAX_KID_BYTES {
+        return skip(format!(
+            "kid is {} bytes, more than the {} a key id may have",
+            kid_str.len(),
+            super::MAX_KID_BYTES
+        ));
+    }
     if m.get("alg").is_some_and(|a| !a.is_string()) {
         return skip("\"alg\" is not a string".into());
     }

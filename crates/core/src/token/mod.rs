@@ -22,6 +22,10 @@ pub use sig::{Alg, KeyError, VerifyingKey};
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// Longest key id a key may be registered under, in bytes (add_key and
+/// add_jwks alike).
+pub const MAX_KID_BYTES: usize = 256;
+
 /// Longest assertion accepted, in bytes. Real ones are under 1 KiB; the
 /// bound keeps hostile input cheap to refuse.
 pub const MAX_TOKEN_LEN: usize = 8192;

@@ -657,3 +657,19 @@ mod props {
         }
     }
 }
+
+#[test]
+fn kids_longer_than_a_key_id_may_be_are_skipped() {
+    let x = ed_member();
+    let long = "k".repeat(257);
+    let keys = read_jwks(&json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": long, "x": x},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "k".repeat(256), "x": x},
+    ]}))
+    .unwrap();
+    assert_eq!(
+        reason(&keys[0]),
+        "kid is 257 bytes, more than the 256 a key id may have"
+    );
+    assert_eq!(usable(&keys[1]).0.len(), 256);
+}
