@@ -8,7 +8,6 @@ mod audit;
 mod catalog;
 mod changes;
 mod ddl;
-mod digest;
 mod filter;
 mod gate;
 mod guard;
@@ -29,7 +28,7 @@ mod rows;
 mod settings;
 mod utility;
 
-pub use stepup_core::{requirement, token};
+pub use stepup_core::{digest, requirement, token};
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;

@@ -3,8 +3,6 @@
 //! sealer, and verification. Encodings: docs/audit-encoding.md.
 
 mod append;
-mod chain;
-mod encoding;
 mod entry;
 mod event;
 mod sealer;
@@ -12,6 +10,9 @@ mod trigger;
 mod verify;
 
 use pgrx::prelude::*;
+// The encodings and the chain walk live in the pure core (one
+// implementation, shared with `stepup verify`).
+pub use stepup_core::audit::{chain, encoding};
 
 use crate::catalog;
 use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};

@@ -258,6 +258,7 @@ pub fn row_change(
 /// Lowercase hex, as every digest here is written. (`hex::encode` builds
 /// it char by char through an iterator: it was half of a row digest's
 /// cost, perf of the audit trigger.)
+#[inline]
 pub fn lower_hex(bytes: &[u8]) -> String {
     let mut out = vec![0u8; bytes.len() * 2];
     lower_hex_into(bytes, &mut out);
@@ -267,16 +268,20 @@ pub fn lower_hex(bytes: &[u8]) -> String {
 
 /// A SHA-256 as lowercase hex, on the stack: the audit writes three per
 /// row, and a String each was an allocation and a free.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Hex([u8; 64]);
 
+// Inlined across the crate boundary as they were inside the extension:
+// three per audited row.
 impl Hex {
+    #[inline]
     pub fn of(digest: [u8; 32]) -> Hex {
         let mut out = [0u8; 64];
         lower_hex_into(&digest, &mut out);
         Hex(out)
     }
 
+    #[inline]
     pub fn as_str(&self) -> &str {
         // SAFETY: only ASCII digits are ever written (Hex::of).
         unsafe { std::str::from_utf8_unchecked(&self.0) }
@@ -285,8 +290,15 @@ impl Hex {
 
 impl std::ops::Deref for Hex {
     type Target = str;
+    #[inline]
     fn deref(&self) -> &str {
         self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Hex({})", self.as_str())
     }
 }
 
@@ -297,6 +309,7 @@ impl std::fmt::Display for Hex {
 }
 
 /// Writes `bytes` as lowercase hex into `out` (twice as long) and returns it.
+#[inline]
 fn lower_hex_into<'o>(bytes: &[u8], out: &'o mut [u8]) -> &'o str {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     // Bytes, not chars: String::push encodes each as UTF-8.

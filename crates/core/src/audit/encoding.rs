@@ -6,7 +6,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::digest::{lower_hex, Hex};
+#[cfg(test)]
+use crate::digest::lower_hex;
+use crate::digest::Hex;
 
 pub const ROW_DOMAIN: &[u8] = b"pg_stepup row v1\n";
 pub const ENTRY_DOMAIN: &[u8] = b"pg_stepup entry v1\n";
@@ -41,6 +43,7 @@ pub const ENTRY_FIELDS: [&str; 21] = [
     "auth_time",
 ];
 
+#[inline]
 fn field(h: &mut Sha256, value: Option<&[u8]>) {
     match value {
         None => h.update([0u8]),
@@ -73,6 +76,7 @@ pub fn row_digest(columns: &[(String, Option<String>)]) -> String {
 pub struct RowHasher(Sha256);
 
 impl RowHasher {
+    #[inline]
     pub fn new(columns: usize) -> Self {
         let mut h = Sha256::new();
         h.update(ROW_DOMAIN);
@@ -81,11 +85,13 @@ impl RowHasher {
     }
 
     /// `value`: the column's text as UTF-8 bytes (None: SQL NULL).
+    #[inline]
     pub fn column(&mut self, name: &str, value: Option<&[u8]>) {
         field(&mut self.0, Some(name.as_bytes()));
         field(&mut self.0, value);
     }
 
+    #[inline]
     pub fn finish(self) -> Hex {
         Hex::of(self.0.finalize().into())
     }
@@ -104,6 +110,7 @@ pub fn entry_hash<'a>(fields: impl IntoIterator<Item = Option<&'a str>>) -> Stri
 pub struct EntryHasher(Sha256);
 
 impl EntryHasher {
+    #[inline]
     pub fn start() -> Self {
         let mut h = Sha256::new();
         h.update(ENTRY_DOMAIN);
@@ -111,10 +118,12 @@ impl EntryHasher {
     }
 
     /// `value`: the field's text as UTF-8 bytes (None: SQL NULL).
+    #[inline]
     pub fn field(&mut self, value: Option<&[u8]>) {
         field(&mut self.0, value);
     }
 
+    #[inline]
     pub fn finish(self) -> Hex {
         Hex::of(self.0.finalize().into())
     }
@@ -122,13 +131,21 @@ impl EntryHasher {
 
 /// Hash of one chain link.
 pub fn link_hash(seq: i64, entry_id: i64, entry_hash: &str, prev_hash: &str) -> String {
+    link_hash_hex(seq, entry_id, entry_hash, prev_hash).to_string()
+}
+
+/// [`link_hash`] on the stack: the chain walk computes one per link.
+pub fn link_hash_hex(seq: i64, entry_id: i64, entry_hash: &str, prev_hash: &str) -> Hex {
     let mut h = Sha256::new();
     h.update(LINK_DOMAIN);
-    field(&mut h, Some(seq.to_string().as_bytes()));
-    field(&mut h, Some(entry_id.to_string().as_bytes()));
+    field(&mut h, Some(itoa::Buffer::new().format(seq).as_bytes()));
+    field(
+        &mut h,
+        Some(itoa::Buffer::new().format(entry_id).as_bytes()),
+    );
     field(&mut h, Some(entry_hash.as_bytes()));
     field(&mut h, Some(prev_hash.as_bytes()));
-    lower_hex(&h.finalize())
+    Hex::of(h.finalize().into())
 }
 
 #[cfg(test)]
@@ -178,6 +195,17 @@ mod tests {
                 [
                     &b"pg_stepup link v1\n\x01\x00\x00\x00\x011\x01\x00\x00\x00\x017\x01\x00\x00\x00\x02ab\x01\x00\x00\x00\x40"[..],
                     GENESIS.as_bytes()
+                ]
+                .concat()
+            ))
+        );
+        assert_eq!(
+            link_hash(-3, i64::MAX, "", "x"),
+            hex::encode(Sha256::digest(
+                [
+                    &b"pg_stepup link v1\n\x01\x00\x00\x00\x02-3\x01\x00\x00\x00\x13"[..],
+                    i64::MAX.to_string().as_bytes(),
+                    b"\x01\x00\x00\x00\x00\x01\x00\x00\x00\x01x",
                 ]
                 .concat()
             ))
