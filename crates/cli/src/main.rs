@@ -1,5 +1,6 @@
 //! `stepup`: pg_stepup's command-line tool.
 
+mod csv;
 mod db;
 mod discovery;
 mod error;
@@ -7,6 +8,8 @@ mod http;
 mod interval;
 mod roots;
 mod sync_jwks;
+mod tables;
+mod verify;
 
 use std::time::Duration;
 
@@ -27,6 +30,56 @@ enum Command {
     /// Import an OpenID issuer's signing keys (its JWKS) into the database.
     #[command(long_about = SYNC_ABOUT, after_help = SYNC_AFTER)]
     SyncJwks(SyncArgs),
+    /// Verify an exported audit log and chain offline (no database needed).
+    #[command(long_about = VERIFY_ABOUT, after_help = VERIFY_AFTER)]
+    Verify(VerifyArgs),
+}
+
+const VERIFY_ABOUT: &str = "\
+Verify an exported audit log and chain offline (no database needed).
+
+Recomputes every entry hash and every link of the chain, with the same code
+stepup.verify_audit() runs, and names the first entry that was edited,
+deleted or reordered, with verify_audit()'s reason. With --digest, also
+proves that the saved head is still in the chain (catches removal of the
+newest entries), as verify_audit(digest) does.
+
+Export (psql; DateStyle ISO is required, any TimeZone; UTF-8):
+  SELECT stepup.seal();
+  BEGIN ISOLATION LEVEL REPEATABLE READ;
+  SET DateStyle = ISO;
+  \\copy stepup.audit_log TO 'audit_log.csv' CSV HEADER
+  \\copy stepup.audit_chain TO 'audit_chain.csv' CSV HEADER
+  COMMIT;
+and keep the head outside the database:
+  psql -XAtc 'SELECT stepup.audit_digest()' > digest.json";
+
+const VERIFY_AFTER: &str = "\
+Output: `ok N entries` (N linked entries, all verified), followed by
+`, M not yet sealed` when the log holds entries no link covers yet (their
+hashes are verified; seal before exporting to cover them); or
+`bad entry ID after N good entries: REASON`. Input errors go to stderr.
+
+Exit status: 0 the export verifies; 1 it was tampered with (an edited,
+deleted, reordered or forged entry or link, or a saved head the chain no
+longer holds); 2 unreadable input: a missing file, not CSV, a header that is
+not the table's columns, a bad number, a timestamp not in DateStyle ISO,
+bytes that are not UTF-8, a digest that is not audit_digest()'s JSON; also
+bad usage.";
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// `\copy stepup.audit_log TO 'audit_log.csv' CSV HEADER`
+    #[arg(long, value_name = "AUDIT_LOG_CSV")]
+    log: std::path::PathBuf,
+
+    /// `\copy stepup.audit_chain TO 'audit_chain.csv' CSV HEADER`
+    #[arg(long, value_name = "AUDIT_CHAIN_CSV")]
+    chain: std::path::PathBuf,
+
+    /// What `SELECT stepup.audit_digest()` returned, saved as JSON.
+    #[arg(long, value_name = "DIGEST_JSON")]
+    digest: Option<std::path::PathBuf>,
 }
 
 const SYNC_ABOUT: &str = "\
@@ -100,6 +153,11 @@ fn main() {
     };
     let code = match cli.command {
         Command::SyncJwks(args) => sync(args),
+        Command::Verify(args) => verify::main(&verify::Options {
+            log: args.log,
+            chain: args.chain,
+            digest: args.digest,
+        }),
     };
     std::process::exit(code);
 }
@@ -157,6 +215,16 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn verify_needs_log_and_chain() {
+        assert!(Cli::try_parse_from(["stepup", "verify", "--log", "l.csv"]).is_err());
+        let ok = Cli::try_parse_from(["stepup", "verify", "--log", "l", "--chain", "c"]);
+        assert!(matches!(
+            ok.map(|c| c.command),
+            Ok(Command::Verify(VerifyArgs { digest: None, .. }))
+        ));
     }
 
     #[test]

@@ -26,6 +26,18 @@ pub struct Bad {
     pub reason: String,
 }
 
+impl Bad {
+    /// An entry whose fields no longer hash to its stored entry_hash.
+    pub fn edited(entry_id: i64) -> Bad {
+        Bad {
+            entry_id,
+            reason: format!(
+                "entry {entry_id} was edited: its fields do not hash to its entry_hash"
+            ),
+        }
+    }
+}
+
 pub struct Walk {
     next_seq: i64,
     prev: String,
@@ -61,9 +73,7 @@ impl Walk {
             return bad(format!("entry {id} was deleted from audit_log"));
         };
         if fields_hash != stored_hash {
-            return bad(format!(
-                "entry {id} was edited: its fields do not hash to its entry_hash"
-            ));
+            return Err(Bad::edited(id));
         }
         if l.entry_hash != stored_hash {
             return bad(format!(
