@@ -9,11 +9,13 @@ The limit is `verify_rate` (crates/core/examples), which calls aws-lc-rs
 timed inside one statement, `SELECT count(*) FILTER (WHERE
 stepup.present(t) IS NOT NULL) FROM tokens WHERE alg = $1`, so every call
 is a full verification (new bytes: no same-token shortcut), with the
-envelope, JSON, claim rules and holding the claims on top. Raw and
-present() alternate, per repeat, and the medians are compared.
+envelope, JSON, claim rules and holding the claims on top. Per repeat and
+algorithm, the raw rate and present() are measured back to back (which
+goes first alternates), so that both see the same load on a shared
+machine; the medians of the per-repeat ratios are reported.
 """
 import argparse
-import json
+import os
 import statistics
 import subprocess
 import sys
@@ -29,7 +31,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 HERE = Path(__file__).resolve().parent
 DB = "bench_algs"
-ALGS = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
+ALGS = ["RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256"]
+# HS256 verifies in well under a microsecond: its present() rate is what
+# everything but the signature costs. Reported, not held to the target.
+UNTARGETED = {"HS256"}
 TARGET = 0.7
 SAME_TOKEN_TARGET = 1_000_000
 
@@ -40,7 +45,9 @@ def args():
     p.add_argument("--port", required=True)
     p.add_argument("--verify-rate", required=True, help="path of the built verify_rate example")
     p.add_argument("--tokens", type=int, default=4000, help="distinct tokens per algorithm")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--passes", type=int, default=5,
+                   help="statements over the tokens per present() measurement")
     p.add_argument("--same-calls", type=int, default=1_000_000)
     p.add_argument("--out", default=str(HERE / "results-algs.txt"))
     return p.parse_args()
@@ -53,10 +60,13 @@ def keys():
         "ES256": ec.generate_private_key(ec.SECP256R1()),
         "ES384": ec.generate_private_key(ec.SECP384R1()),
         "EdDSA": ed25519.Ed25519PrivateKey.generate(),
+        "HS256": os.urandom(32),
     }
 
 
 def spki(private_key):
+    if isinstance(private_key, bytes):
+        return private_key
     return private_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
@@ -81,13 +91,17 @@ def raw_rates(verify_rate, tokens_file):
     return rates
 
 
-def present_rate(conn, alg, n):
-    start = time.perf_counter()
-    got = conn.execute("SELECT count(*) FILTER (WHERE stepup.present(t) IS NOT NULL) FROM tokens WHERE alg = %s",
-                       [alg]).fetchone()[0]
-    elapsed = time.perf_counter() - start
-    assert got == n, (alg, got)
-    return n / elapsed
+def present_rate(conn, alg, n, passes):
+    # Separate statements, not a join with generate_series: a plan that
+    # repeated each token in a row would measure the same-token path.
+    elapsed = 0.0
+    for _ in range(passes):
+        start = time.perf_counter()
+        got = conn.execute("SELECT count(*) FILTER (WHERE stepup.present(t) IS NOT NULL) FROM tokens "
+                           "WHERE alg = %s", [alg]).fetchone()[0]
+        elapsed += time.perf_counter() - start
+        assert got == n, (alg, got)
+    return n * passes / elapsed
 
 
 def main():
@@ -100,7 +114,7 @@ def main():
     conn.execute("CREATE EXTENSION pg_stepup")
     conn.execute("CREATE TABLE tokens (alg text, t text)")
     private = keys()
-    lines = []
+    files = {}
     for alg in ALGS:
         kid = f"bench-{alg.lower()}"
         material = spki(private[alg])
@@ -110,19 +124,20 @@ def main():
             for t in tokens:
                 copy.write_row((alg, t))
         key64 = jwt.utils.base64url_encode(material).decode()
-        lines += [f"{alg}\t{key64}\t{t}" for t in tokens[:200]]
+        files[alg] = Path(tempfile.mkdtemp()) / f"{alg}.tsv"
+        files[alg].write_text("".join(f"{alg}\t{key64}\t{t}\n" for t in tokens[:200]))
     conn.execute("VACUUM ANALYZE tokens")
-    tokens_file = Path(tempfile.mkdtemp()) / "tokens.tsv"
-    tokens_file.write_text("\n".join(lines) + "\n")
 
     raw = {alg: [] for alg in ALGS}
     pres = {alg: [] for alg in ALGS}
     for rep in range(a.repeats):
-        order = ALGS if rep % 2 == 0 else ALGS[::-1]
-        rates = raw_rates(a.verify_rate, tokens_file)
-        for alg in order:
-            raw[alg].append(rates[alg])
-            pres[alg].append(present_rate(conn, alg, a.tokens))
+        for alg in ALGS if rep % 2 == 0 else ALGS[::-1]:
+            if rep % 2 == 0:
+                raw[alg].append(raw_rates(a.verify_rate, files[alg])[alg])
+                pres[alg].append(present_rate(conn, alg, a.tokens, a.passes))
+            else:
+                pres[alg].append(present_rate(conn, alg, a.tokens, a.passes))
+                raw[alg].append(raw_rates(a.verify_rate, files[alg])[alg])
     same = conn.execute("SELECT t FROM tokens WHERE alg = 'RS256' LIMIT 1").fetchone()[0]
     same_rates = []
     for _ in range(a.repeats):
@@ -140,8 +155,13 @@ def main():
     ok = True
     for alg in ALGS:
         r, p = statistics.median(raw[alg]), statistics.median(pres[alg])
-        runs = " ".join(f"{pp / rr:.2f}" for pp, rr in zip(pres[alg], raw[alg]))
-        ratio = p / r
+        ratios = [pp / rr for pp, rr in zip(pres[alg], raw[alg])]
+        runs = " ".join(f"{x:.2f}" for x in ratios)
+        ratio = statistics.median(ratios)
+        if alg in UNTARGETED:
+            out.append(f"{alg:6} {r:10.0f} {p:10.0f} {ratio:6.3f}  (not a target: {1e6 / p:.1f} us per present() "
+                       f"is everything but the signature)")
+            continue
         ok &= ratio >= TARGET
         out.append(f"{alg:6} {r:10.0f} {p:10.0f} {ratio:6.3f}  {runs}")
     s = statistics.median(same_rates)
