@@ -1,9 +1,9 @@
 //! Pure: the stored form of a one-dimensional text[] without NULLs, byte
 //! for byte as Postgres' `construct_array` lays it out (arrayfuncs.c,
 //! construct_md_array and CopyArrayEls). An audit entry holds two (changed
-//! columns, amr): packing the elements and construct_array, each a guarded
-//! call, were ~1% of a protected UPDATE's instructions. `tests.rs` checks
-//! every form against construct_array.
+//! columns, amr): laid out here, each is one allocation and no guard, where
+//! packing the elements and construct_array were a guarded call each.
+//! `tests.rs` checks every form against construct_array.
 //!
 //! Layout: a varlena header; ndim, dataoffset (0: no NULL bitmap) and the
 //! element type as int32; the dimension and lower bound (1); padding to 8

@@ -25,12 +25,12 @@ use crate::token::{normalize_typ, LevelClaim, Profile, RegisteredKey, VerifyingK
 use std::sync::Arc;
 
 /// A map keyed by OID, hashed by one multiplication: looked up several
-/// times per audited row, where SipHash was ~1% of the instructions.
+/// times per audited row, where SipHash is more hashing than OIDs need.
 /// (Keys are OIDs of the database's own objects, not attacker-chosen.)
 pub type OidMap<V> = HashMap<pg_sys::Oid, V, BuildHasherDefault<OidHasher>>;
 
 /// Keys and levels by name, hashed as [`OidMap`]: looked up at every
-/// presentation (SipHash was ~0.3% of a protected UPDATE). A lookup's name
+/// presentation, where SipHash is more than they need. A lookup's name
 /// comes from an assertion, but the map holds only what an administrator
 /// registered: no one else can fill it with colliding names.
 pub type NameMap<V> = HashMap<String, V, BuildHasherDefault<OidHasher>>;

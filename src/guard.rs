@@ -4,8 +4,7 @@
 //! option; the row-level security policies of a row_filter are a second,
 //! earlier line for roles subject to them. Each row it lets through, gated
 //! or not, it then audits (audit/trigger.rs): one trigger event per row,
-//! not two (a second AFTER ROW trigger fetched both row versions again and
-//! was ~2% of a protected UPDATE's instructions).
+//! not two (a second AFTER ROW trigger fetched both row versions again).
 
 use pgrx::prelude::*;
 

@@ -1,7 +1,7 @@
 //! A serde_json value as a `jsonb` datum, built with Postgres's own jsonb
 //! builder instead of printed and parsed again: `present()` returns the
-//! claims it already parsed, and jsonb_in was a third of its cost (perf,
-//! 300,000 calls in one backend).
+//! claims it already parsed, and parsing them again with jsonb_in was a
+//! large part of its cost.
 
 use std::ffi::{CStr, CString};
 use std::ptr::null_mut;

@@ -102,7 +102,7 @@ fn verify_and_hold(assertion: Option<TextBytes>, scope: Scope) -> Result<Jsonb, 
 /// The last assertion this backend authenticated. Applications present
 /// the same assertion in each transaction of its short life; its bytes,
 /// checked against the same key snapshot, need no second signature check
-/// or parse (about half of present()'s cost; bench scenario 2).
+/// or parse (much of present()'s cost; bench scenario 2).
 struct Last {
     token: Vec<u8>,
     keys: Rc<catalog::Snapshot>,

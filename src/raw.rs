@@ -1,6 +1,6 @@
 //! Postgres functions declared without pgrx's guard, for the audit's hot
 //! path: a block of them runs under one guard ([`guarded`]) instead of a
-//! sigsetjmp per call (~60 guarded calls were ~10% of an audited change).
+//! sigsetjmp per call (an entry made dozens of guarded calls).
 //!
 //! An error raised inside such a block longjmps to the block's guard, over
 //! the block's own frames; so a block holds nothing that needs dropping

@@ -21,9 +21,9 @@ use crate::rows::{self, pinned, Column, Row, Values};
 /// Runs `f`, which renders rows of `rel`, so that the text is the same
 /// whatever the session's settings: directly when every column has a type
 /// whose rendering reads no setting, otherwise under [`OUTPUT_SETTINGS`].
-/// Switching settings costs more than rendering a small row (two
-/// set_config_option calls were ~9% of a protected UPDATE's CPU). `shape`
-/// is the table's, which the caller has at hand.
+/// Switching settings (two set_config_option calls) costs more than
+/// rendering a small row. `shape` is the table's, which the caller has at
+/// hand.
 pub fn rendered<R>(shape: &rows::Shape, f: impl FnOnce() -> R) -> R {
     if shape.settings_free {
         f()
@@ -202,9 +202,8 @@ fn built_in_output(type_oid: pg_sys::Oid) -> *mut pg_sys::FmgrInfo {
 }
 
 /// Text from the database as the UTF-8 bytes the audit hashes: as it is
-/// in a UTF-8 database (Postgres checked it on the way in; checking it
-/// again was ~1.5% of a protected UPDATE's instructions), converted
-/// lossily in any other.
+/// in a UTF-8 database (Postgres checked it on the way in: no second
+/// check for every text an entry hashes), converted lossily in any other.
 pub fn utf8(bytes: &[u8]) -> Cow<'_, [u8]> {
     use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
     // The database's encoding never changes under a backend (a process):
