@@ -3,32 +3,13 @@
 
 use pgrx::prelude::*;
 
-mod array_disk;
+// From the top floor down: each module uses only those below it.
+mod assertion;
 mod audit;
 mod catalog;
-mod changes;
-mod ddl;
-mod filter;
-mod gate;
-mod guard;
-mod held;
-mod jsonb;
-mod jsonb_disk;
-mod jwks;
-mod keys;
-mod owner;
-mod pgtext;
-mod policy;
-mod present;
-mod raise;
-mod raw;
-mod render;
-mod replay;
+mod pg;
+mod protect;
 mod rows;
-mod settings;
-mod utility;
-
-pub use stepup_core::{digest, requirement, token};
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
@@ -60,13 +41,14 @@ extension_sql_file!("../sql/finalize.sql", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    settings::define();
-    held::register_callbacks();
-    ddl::register_callbacks();
+    pg::settings::define();
+    assertion::held::register_callbacks();
+    protect::ddl::register_callbacks();
     catalog::register_invalidation();
     rows::register_invalidation();
     audit::register_invalidation();
-    utility::install();
+    // DISCARD ALL drops a session-scoped assertion, as the contract promises.
+    pg::utility::on_discard_all(assertion::held::discard_all);
     audit::register_sealer();
 }
 

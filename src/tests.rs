@@ -285,7 +285,7 @@ mod tests {
     /// byte what Postgres' builder makes of the same pairs.
     #[pg_test]
     fn jsonb_objects_are_laid_out_as_postgres_builds_them() {
-        use crate::pgtext::{sort_keys, Scalar};
+        use crate::pg::pgtext::{sort_keys, Scalar};
         let ints = [
             0,
             1,
@@ -359,12 +359,12 @@ mod tests {
             let mut pairs: Vec<(&[u8], Scalar)> =
                 object.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
             sort_keys(&mut pairs);
-            let ours = crate::jsonb_disk::object(&pairs)
+            let ours = crate::pg::jsonb_disk::object(&pairs)
                 .expect("fits a jsonb")
                 .to_vec();
             assert_eq!(
                 ours,
-                crate::render::object_by_postgres(&pairs),
+                crate::rows::render::object_by_postgres(&pairs),
                 "{:?}",
                 object
                     .iter()

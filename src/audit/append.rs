@@ -17,7 +17,8 @@ use pgrx::prelude::*;
 
 use super::encoding::ENTRY_FIELDS;
 use super::entry;
-use crate::{owner, rows};
+use crate::catalog::owner;
+use crate::rows;
 use smallvec::SmallVec;
 
 /// The 22 columns of an entry, in [`COLUMNS`] order (None: SQL NULL).
@@ -79,7 +80,7 @@ unsafe fn direct(relid: pg_sys::Oid, e: &Entry) -> bool {
     let mut nulls: SmallVec<[bool; 24]> = slots.iter().map(Option::is_none).collect();
     let (v, n) = (values.as_mut_ptr(), nulls.as_mut_ptr());
     // One guard for the whole insert, not a sigsetjmp per call.
-    if crate::raw::guarded(|| unguarded::insert_keyed(rel, v, n, key)) {
+    if crate::pg::raw::guarded(|| unguarded::insert_keyed(rel, v, n, key)) {
         pg_sys::table_close(rel, pg_sys::NoLock as pg_sys::LOCKMODE);
         return true;
     }
@@ -126,7 +127,7 @@ unsafe fn direct(relid: pg_sys::Oid, e: &Entry) -> bool {
 /// its primary key on `id`. Runs under the single guard of [`direct`] (see
 /// raw.rs: nothing to drop, nothing that panics).
 mod unguarded {
-    use crate::raw::*;
+    use crate::pg::raw::*;
     use pgrx::pg_sys::{
         Anum_pg_index_indexprs, Anum_pg_index_indpred, Datum, IndexUniqueCheck, NoLock, Relation,
         RowExclusiveLock, BTREE_AM_OID, HEAP_TABLE_AM_OID, LOCKMODE,
@@ -246,7 +247,7 @@ thread_local! {
 }
 
 pub fn register_invalidation() {
-    crate::catalog::on_relcache_change(on_relcache_inval);
+    crate::pg::cache::on_relcache_change(on_relcache_inval);
 }
 
 #[pg_guard]

@@ -8,10 +8,10 @@
 use pgrx::prelude::*;
 
 use super::encoding::EntryHasher;
-use crate::array_disk;
-use crate::catalog::PG_EPOCH_OFFSET_US;
-use crate::digest::Hex;
-use crate::render;
+use crate::pg::array_disk;
+use crate::pg::time::PG_EPOCH_OFFSET_US;
+use crate::rows::render;
+use stepup_core::digest::Hex;
 
 /// Hashed columns of stepup.audit_log, in hashing order
 /// (encoding::ENTRY_FIELDS): their SQL types. Each renders as its output
@@ -87,7 +87,7 @@ pub fn hash_known(values: &Values, known: &[Option<&[u8]>; 21]) -> Hex {
 /// # Safety
 /// `d` is a non-null text datum; the bytes live as long as it does.
 unsafe fn text_bytes<'a>(d: pg_sys::Datum) -> &'a [u8] {
-    pgrx::varlena::varlena_to_byte_slice(crate::render::packed(d))
+    pgrx::varlena::varlena_to_byte_slice(crate::rows::render::packed(d))
 }
 
 /// A text datum as a String.
@@ -113,7 +113,7 @@ pub fn text_array(items: &[&str]) -> pg_sys::Datum {
         return text_array_by_postgres(items);
     };
     unsafe {
-        let p = crate::raw::alloc(len);
+        let p = crate::pg::raw::alloc(len);
         // Initialised before a slice is made over it.
         std::ptr::write_bytes(p, 0, len);
         let out = std::slice::from_raw_parts_mut(p, len);
@@ -150,7 +150,7 @@ fn pack<'s>(
     if total == 0 {
         return;
     }
-    let base = crate::raw::alloc(total);
+    let base = crate::pg::raw::alloc(total);
     let mut at = 0;
     for (i, s) in strings.enumerate() {
         let Some(s) = s else { continue };

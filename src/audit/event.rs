@@ -6,8 +6,8 @@
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
-use crate::owner;
-use crate::token::Claims;
+use crate::catalog::owner;
+use stepup_core::token::Claims;
 
 /// Appends an entry for `table` with `op`; `old_values` / `new_values` are
 /// JSON objects as text. The roles are the ones running the statement,

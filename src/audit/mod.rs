@@ -15,8 +15,8 @@ use pgrx::prelude::*;
 pub use stepup_core::audit::{chain, encoding};
 
 use crate::catalog;
-use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
-use crate::render;
+use crate::pg::raise::{bad_argument, raise, Code, LogFields, Rejection};
+use crate::rows::render;
 use crate::rows::{self, Row};
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -57,7 +57,7 @@ fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
 /// The row digest (docs/audit-encoding.md) of a row's `values` over `columns`, sorted
 /// by name ([`rows::Shape`]): each value's text straight into the hash,
 /// rendered under the caller's settings (see [`render::rendered`]).
-fn digest(values: &rows::Values, columns: &[rows::Column]) -> crate::digest::Hex {
+fn digest(values: &rows::Values, columns: &[rows::Column]) -> stepup_core::digest::Hex {
     let items: smallvec::SmallVec<[_; 16]> = columns
         .iter()
         .map(|c| (c.type_oid, values.get(c.index)))

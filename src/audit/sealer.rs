@@ -11,7 +11,7 @@ use std::time::Duration;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::prelude::*;
 
-use crate::settings;
+use crate::pg::settings;
 
 /// Registers the launcher; only while the library is preloaded.
 pub fn register() {

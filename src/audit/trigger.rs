@@ -18,11 +18,11 @@ use super::append::{append, Entry};
 use super::digest;
 use super::encoding::ENTRY_FIELDS;
 use super::entry::{self, Values};
-use crate::catalog::PG_EPOCH_OFFSET_US;
-use crate::held;
-use crate::pgtext;
-use crate::raw;
-use crate::render;
+use crate::assertion::held;
+use crate::pg::pgtext;
+use crate::pg::raw;
+use crate::pg::time::PG_EPOCH_OFFSET_US;
+use crate::rows::render;
 use crate::rows::{self, Row};
 
 /// Writes the entry of the row change `td` reports (the guard trigger calls
@@ -198,7 +198,7 @@ thread_local! {
 }
 
 pub fn register_invalidation() {
-    crate::catalog::on_syscache_change(pg_sys::SysCacheIdentifier::AUTHOID, on_role_inval);
+    crate::pg::cache::on_syscache_change(pg_sys::SysCacheIdentifier::AUTHOID, on_role_inval);
 }
 
 #[pg_guard]

@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 use super::chain::{Bad, Link, Walk};
 use super::encoding::GENESIS;
 use super::entry::{self, Values};
-use crate::jsonb::JsonbArg;
-use crate::owner;
-use crate::raise::bad_argument;
+use crate::catalog::owner;
+use crate::pg::jsonb::JsonbArg;
+use crate::pg::raise::bad_argument;
 
 /// Each link with the stored columns of the entry it names, in the order
 /// entry::hash renders them (l.id NULL: the entry is gone).

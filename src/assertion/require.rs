@@ -4,9 +4,12 @@
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
-use crate::raise::{bad_argument, raise, Code, LogFields, Rejection};
-use crate::requirement::{Requirement, Unmet};
-use crate::{catalog, held, settings};
+use crate::assertion::held;
+use crate::catalog;
+use crate::pg::raise::{bad_argument, raise, Code, LogFields, Rejection};
+use crate::pg::settings;
+use crate::pg::time::interval_us;
+use stepup_core::requirement::{Requirement, Unmet};
 
 /// True when a verified, unexpired assertion is held whose acr ranks at
 /// least `level`, whose auth_time is within `max_age`, and (if given) whose
@@ -95,7 +98,7 @@ pub fn evaluate(req: &Requirement, snapshot: &catalog::Snapshot) -> Result<(), U
     let held = held::current();
     let claims = held.as_ref().map(|h| &*h.claims);
     let held_rank = claims.and_then(|c| snapshot.levels.get(&c.acr).copied());
-    let now_us = catalog::now_us();
+    let now_us = crate::pg::time::now_us();
     req.check(claims, held_rank, now_us, settings::leeway_s())?;
     // Every use re-checks the key: retiring it ends what it authorises,
     // held assertions included.
@@ -131,14 +134,6 @@ fn arguments(level: Option<&str>, max_age: Option<Interval>) -> (String, i32, i6
         );
     };
     (level.to_string(), rank, interval_us(max_age))
-}
-
-/// An interval as microseconds, months counted as 30 days like Postgres'
-/// own interval comparison.
-pub fn interval_us(i: Interval) -> i64 {
-    let days = i64::from(i.months()) * 30 + i64::from(i.days());
-    days.saturating_mul(86_400_000_000)
-        .saturating_add(i.micros())
 }
 
 /// NULL means any method; a list must name at least one, so that `'{}'`

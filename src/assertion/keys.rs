@@ -6,8 +6,8 @@
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
-use crate::raise::bad_argument;
-use crate::token::VerifyingKey;
+use crate::pg::raise::bad_argument;
+use stepup_core::token::VerifyingKey;
 
 /// Registers a verification key. HS256 keys are shared secrets of at least
 /// 32 bytes; EdDSA keys the 32-byte Ed25519 public key or its DER
@@ -28,7 +28,7 @@ fn add_key(
             "Pass the key id, the key bytes and its alg: 'HS256', 'EdDSA', 'RS256', 'PS256', 'ES256' or 'ES384'.",
         );
     };
-    if kid.is_empty() || kid.len() > crate::token::MAX_KID_BYTES {
+    if kid.is_empty() || kid.len() > stepup_core::token::MAX_KID_BYTES {
         ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,

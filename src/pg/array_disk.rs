@@ -10,7 +10,7 @@
 //! bytes (MAXALIGN); then each element as a text varlena with a 4-byte
 //! header, padded to 4 bytes. No elements: the empty array, 16 bytes, ndim 0.
 
-use crate::jsonb_disk::varlena_header;
+use crate::pg::jsonb_disk::varlena_header;
 
 /// Bytes of the array's header with one dimension: MAXALIGN(16 + 8).
 const HEADER_1D: usize = 24;

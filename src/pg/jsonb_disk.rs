@@ -12,7 +12,7 @@
 //! bytes (numerics 4-byte aligned, the padding counted in their length).
 //! Integers are in native byte order, as Postgres stores them.
 
-use crate::pgtext::Scalar;
+use crate::pg::pgtext::Scalar;
 
 const JB_FOBJECT: u32 = 0x2000_0000;
 const JENTRY_OFFLENMASK: u32 = 0x0FFF_FFFF;

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::token::Claims;
+use stepup_core::token::Claims;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -56,7 +56,7 @@ pub fn current() -> Option<Rc<Held>> {
 
 /// Replaces what is held (None clears it), undoably.
 pub fn set(value: Option<Held>) {
-    let subxact = crate::raw::subtransaction();
+    let subxact = crate::pg::raw::subtransaction();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         let old = std::mem::replace(&mut s.current, value.map(Rc::new));

@@ -1,5 +1,5 @@
-//! ProcessUtility hook: `DISCARD ALL` drops a session-scoped assertion, as
-//! the contract promises, so a pooler's reset query cleans up after a client.
+//! ProcessUtility hook: calls back after every `DISCARD ALL` (a pooler's
+//! reset query), so what a session holds can be cleaned up after a client.
 //!
 //! The hook is deliberately not `#[pg_guard]` and calls the next hook
 //! through our own unguarded binding: errors raised by the utility command
@@ -9,6 +9,7 @@
 use pgrx::pg_sys;
 
 static mut PREV: pg_sys::ProcessUtility_hook_type = None;
+static mut ON_DISCARD_ALL: Option<fn()> = None;
 
 unsafe extern "C-unwind" {
     fn standard_ProcessUtility(
@@ -23,8 +24,11 @@ unsafe extern "C-unwind" {
     );
 }
 
-pub fn install() {
+/// Installs the hook (once, from `_PG_init`): `f` runs after each
+/// successful `DISCARD ALL`.
+pub fn on_discard_all(f: fn()) {
     unsafe {
+        ON_DISCARD_ALL = Some(f);
         PREV = pg_sys::ProcessUtility_hook;
         pg_sys::ProcessUtility_hook = Some(process_utility);
     }
@@ -65,7 +69,9 @@ unsafe extern "C-unwind" fn process_utility(
         ),
     }
     if discard_all {
-        crate::held::discard_all();
+        if let Some(f) = ON_DISCARD_ALL {
+            f();
+        }
     }
 }
 

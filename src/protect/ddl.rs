@@ -19,9 +19,10 @@ use std::cell::RefCell;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
-use crate::changes::qualified_name;
-use crate::raise::{raise, Code, Rejection};
-use crate::{catalog, gate, held, owner, replay};
+use crate::assertion::{held, replay, require};
+use crate::catalog::{self, owner};
+use crate::pg::names::qualified_name;
+use crate::pg::raise::{raise, Code, Rejection};
 
 #[pg_extern(sql = r#"
 CREATE FUNCTION stepup.guard_ddl() RETURNS event_trigger
@@ -261,11 +262,11 @@ fn decide(target: pg_sys::Oid, object: &str, change: Change, superuser: bool) ->
     }
     let binds = policy.subject_column.is_some() || policy.bind_change;
     if !superuser || binds {
-        let req = policy.requirement(&snapshot);
+        let req = policy.requirement(&snapshot.levels);
         let tamper = |why: String, hint: &str| {
-            let mut r = gate::step_up_required(
+            let mut r = require::step_up_required(
                 &req,
-                &crate::requirement::Unmet::NoAssertion,
+                &stepup_core::requirement::Unmet::NoAssertion,
                 table.clone(),
                 "DDL",
             );
@@ -294,8 +295,8 @@ fn decide(target: pg_sys::Oid, object: &str, change: Change, superuser: bool) ->
                 ));
             }
         }
-        if let Err(unmet) = gate::evaluate(&req, &snapshot) {
-            let mut r = gate::step_up_required(&req, &unmet, table.clone(), "DDL");
+        if let Err(unmet) = require::evaluate(&req, &snapshot) {
+            let mut r = require::step_up_required(&req, &unmet, table.clone(), "DDL");
             r.code = Code::Tamper;
             r.message = "protection of a table cannot be weakened without step-up".into();
             r.detail = format!("object: {object}; {}", r.detail);
@@ -330,7 +331,7 @@ fn decide(target: pg_sys::Oid, object: &str, change: Change, superuser: bool) ->
 }
 
 /// The audit entry of a DDL allowed by step-up.
-fn record(table: &str, object_json: &str, claims: &crate::token::Claims) {
+fn record(table: &str, object_json: &str, claims: &stepup_core::token::Claims) {
     crate::audit::record_event(table, "DDL", None, Some(object_json), Some(claims));
 }
 
@@ -344,7 +345,7 @@ fn inheritance(child: &str, parent: &str) -> Rejection {
         hint: Some(format!(
             "Create the table without INHERITS; to protect a partitioned design, protect each table with stepup.protect. To give {parent} children, remove its protection first (stepup.unprotect)."
         )),
-        log: crate::raise::LogFields {
+        log: crate::pg::raise::LogFields {
             table: Some(parent.into()),
             operation: "DDL".into(),
             ..Default::default()

@@ -7,9 +7,8 @@ use std::num::NonZeroUsize;
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
-use crate::catalog;
-use crate::gate;
-use crate::requirement::Requirement;
+use crate::pg::cache::NameMap;
+use stepup_core::requirement::Requirement;
 
 /// The operations a policy gates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,10 +67,11 @@ impl Policy {
 
     /// The requirement to check against the held assertion. A level since
     /// removed from stepup.levels ranks above everything: fail closed.
-    pub fn requirement<'a>(&'a self, levels: &catalog::Snapshot) -> Requirement<'a> {
+    /// `levels` ranks each level ([`super::Snapshot::levels`]).
+    pub fn requirement<'a>(&'a self, levels: &NameMap<i32>) -> Requirement<'a> {
         Requirement {
             level: &self.level,
-            rank: levels.levels.get(&self.level).copied().unwrap_or(i32::MAX),
+            rank: levels.get(&self.level).copied().unwrap_or(i32::MAX),
             max_age_us: self.max_age_us,
             methods: &self.methods,
         }
@@ -109,7 +109,7 @@ pub fn read(
         .collect::<Option<Vec<Op>>>()?;
     let policy = Policy {
         level: row.get_by_index::<String>(att(2)).ok()??,
-        max_age_us: gate::interval_us(row.get_by_index::<Interval>(att(3)).ok()??),
+        max_age_us: crate::pg::time::interval_us(row.get_by_index::<Interval>(att(3)).ok()??),
         operations,
         // A whole-row reference in the filter: any change may move the row.
         only_columns: !list(5).is_empty() && !watched.contains(&0),

@@ -8,12 +8,16 @@
 
 use pgrx::prelude::*;
 
-use crate::changes::qualified_name;
-use crate::policy::Op;
-use crate::raise::{raise, Code, LogFields, Rejection};
-use crate::requirement::{Requirement, Unmet};
+use crate::assertion::{held, replay, require};
+use crate::catalog;
+use crate::catalog::policy::Op;
+use crate::pg::names::qualified_name;
+use crate::pg::raise::{raise, Code, LogFields, Rejection};
+use crate::protect::filter;
+use crate::rows::render;
 use crate::rows::{self, Row};
-use crate::{catalog, digest, filter, gate, held, render, replay};
+use stepup_core::digest;
+use stepup_core::requirement::{Requirement, Unmet};
 
 #[pg_trigger]
 fn guard<'a>(
@@ -52,7 +56,7 @@ fn truncate_entry(td: &pg_sys::TriggerData) {
         "SELECT pg_catalog.count(*) FROM ONLY {}",
         spi::quote_qualified_identifier(nsp.as_str(), name.as_str())
     );
-    let rows = crate::owner::as_owner(|| Spi::get_one::<i64>(&count))
+    let rows = crate::catalog::owner::as_owner(|| Spi::get_one::<i64>(&count))
         .ok()
         .flatten()
         .unwrap_or(0);
@@ -108,9 +112,9 @@ fn verdict(td: &pg_sys::TriggerData) -> Option<Rejection> {
             return None;
         }
     }
-    let req = policy.requirement(&snapshot);
-    let refuse = |unmet: Unmet| Some(gate::step_up_required(&req, &unmet, table(), op.name()));
-    if let Err(unmet) = gate::evaluate(&req, &snapshot) {
+    let req = policy.requirement(&snapshot.levels);
+    let refuse = |unmet: Unmet| Some(require::step_up_required(&req, &unmet, table(), op.name()));
+    if let Err(unmet) = require::evaluate(&req, &snapshot) {
         return refuse(unmet);
     }
     // evaluate() found an unexpired assertion held.
@@ -187,7 +191,7 @@ fn unbound_change(
     if expected.as_ref().is_ok_and(|d| chg.contains(d)) {
         return None;
     }
-    let mut r = gate::step_up_required(req, &Unmet::NoAssertion, table, op.name());
+    let mut r = require::step_up_required(req, &Unmet::NoAssertion, table, op.name());
     r.code = Code::ChangeNotAuthorised;
     r.message = "change not authorised by the step-up assertion".into();
     (r.detail, r.hint) = match expected {

@@ -9,10 +9,10 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use crate::jsonb::JsonbArg;
-use crate::raise::bad_argument;
-use crate::token::VerifyingKey;
-use crate::token::{read_jwks, Jwk};
+use crate::pg::jsonb::JsonbArg;
+use crate::pg::raise::bad_argument;
+use stepup_core::token::VerifyingKey;
+use stepup_core::token::{read_jwks, Jwk};
 
 /// Largest document accepted, as jsonb prints it. Real JWKS documents are
 /// a few kilobytes (Entra's, with certificate chains, about 20 kB).

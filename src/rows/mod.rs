@@ -13,7 +13,9 @@ use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{PgOid, PgTupleDesc};
 
-use crate::catalog::OidMap;
+pub mod render;
+
+use crate::pg::cache::OidMap;
 use smallvec::{smallvec, SmallVec};
 
 unsafe extern "C-unwind" {
@@ -60,8 +62,8 @@ pub fn shape(rel: pg_sys::Relation) -> Rc<Shape> {
     let s = Rc::new(Shape {
         by_name,
         keys: key_columns(rel),
-        settings_free: crate::render::reads_no_setting(rel),
-        name: crate::changes::relation_name(rel).unwrap_or_default(),
+        settings_free: reads_no_setting(rel),
+        name: crate::pg::names::relation_name(rel).unwrap_or_default(),
     });
     if SHAPES_GENERATION.with(Cell::get) == generation {
         SHAPES.with(|m| m.borrow_mut().insert(relid, s.clone()));
@@ -69,10 +71,52 @@ pub fn shape(rel: pg_sys::Relation) -> Rc<Shape> {
     s
 }
 
+/// Does every live column of `rel` have a type in [`SETTINGS_FREE`]? (Kept
+/// in the table's [`Shape`], not recomputed per row.)
+fn reads_no_setting(rel: pg_sys::Relation) -> bool {
+    let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
+    desc.iter()
+        .all(|a| a.attisdropped || SETTINGS_FREE.contains(&a.atttypid))
+}
+
+/// Built-in types whose output function and to_jsonb rendering read no
+/// setting (not DateStyle, IntervalStyle, TimeZone, extra_float_digits,
+/// bytea_output, lc_monetary or search_path), nor do their arrays'.
+/// Anything else (floats, dates and times, bytea, money, reg* names, enums,
+/// domains, composites, user types) is rendered under [`render::OUTPUT_SETTINGS`].
+const SETTINGS_FREE: [pg_sys::Oid; 26] = [
+    pg_sys::BOOLOID,
+    pg_sys::INT2OID,
+    pg_sys::INT4OID,
+    pg_sys::INT8OID,
+    pg_sys::NUMERICOID,
+    pg_sys::OIDOID,
+    pg_sys::TEXTOID,
+    pg_sys::VARCHAROID,
+    pg_sys::BPCHAROID,
+    pg_sys::NAMEOID,
+    pg_sys::CHAROID,
+    pg_sys::UUIDOID,
+    pg_sys::JSONOID,
+    pg_sys::JSONBOID,
+    pg_sys::INETOID,
+    pg_sys::CIDROID,
+    pg_sys::BOOLARRAYOID,
+    pg_sys::INT2ARRAYOID,
+    pg_sys::INT4ARRAYOID,
+    pg_sys::INT8ARRAYOID,
+    pg_sys::NUMERICARRAYOID,
+    pg_sys::TEXTARRAYOID,
+    pg_sys::VARCHARARRAYOID,
+    pg_sys::UUIDARRAYOID,
+    pg_sys::JSONBARRAYOID,
+    pg_sys::INETARRAYOID,
+];
+
 pub fn register_invalidation() {
-    crate::catalog::on_relcache_change(on_relcache_inval);
+    crate::pg::cache::on_relcache_change(on_relcache_inval);
     // A renamed schema changes its tables' names without touching them.
-    crate::catalog::on_syscache_change(pg_sys::SysCacheIdentifier::NAMESPACEOID, on_schema_inval);
+    crate::pg::cache::on_syscache_change(pg_sys::SysCacheIdentifier::NAMESPACEOID, on_schema_inval);
 }
 
 #[pg_guard]

@@ -157,12 +157,12 @@ COMMENT ON FUNCTION stepup.filter_columns(text) IS
 fn filter_columns(filter_expr: &str) -> Vec<i16> {
     match columns_read(filter_expr) {
         Ok(columns) => columns,
-        Err(Unusable::Subquery) => crate::raise::bad_argument(
+        Err(Unusable::Subquery) => crate::pg::raise::bad_argument(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             "row_filter must not contain a subquery".into(),
             "Move the subquery into a function and call it from the filter (the function sees the row's columns as arguments).",
         ),
-        Err(Unusable::Unreadable) => crate::raise::bad_argument(
+        Err(Unusable::Unreadable) => crate::pg::raise::bad_argument(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
             "row_filter cannot be read back".into(),
             "Pass a boolean SQL expression over the table's columns.",

@@ -14,11 +14,11 @@ use std::cell::RefCell;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 
-use crate::gate;
-use crate::owner;
-use crate::raise::{Code, Rejection};
-use crate::requirement::{Requirement, Unmet};
-use crate::token::Claims;
+use crate::assertion::require;
+use crate::catalog::owner;
+use crate::pg::raise::{Code, Rejection};
+use stepup_core::requirement::{Requirement, Unmet};
+use stepup_core::token::Claims;
 
 thread_local! {
     /// The replay id this backend spent last, with the transaction and
@@ -81,7 +81,7 @@ pub fn refuse_spent(
     if spend(claims) {
         return None;
     }
-    let mut r = gate::step_up_required(req, &Unmet::NoAssertion, table, operation);
+    let mut r = require::step_up_required(req, &Unmet::NoAssertion, table, operation);
     r.code = Code::Replayed;
     r.message = "step-up assertion already used".into();
     r.detail = match &claims.jti {

@@ -37,7 +37,7 @@ impl Jsonb {
     /// A jsonb datum, in the current memory context, from [`Jsonb::to_bytes`].
     pub fn copy_of(bytes: &[u8]) -> Jsonb {
         unsafe {
-            let p = crate::raw::alloc(bytes.len());
+            let p = crate::pg::raw::alloc(bytes.len());
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len());
             Jsonb(pg_sys::Datum::from(p))
         }
@@ -147,12 +147,12 @@ pub fn to_value(datum: pg_sys::Datum) -> Result<Value, serde_json::Error> {
     serde_json::from_slice(text_of(datum))
 }
 
-/// A jsonb datum as a change digest reads it ([`crate::digest::exact_value`]):
+/// A jsonb datum as a change digest reads it ([`stepup_core::digest::exact_value`]):
 /// numbers a double cannot hold exactly as strings of their exact text.
 pub fn to_exact_value(datum: pg_sys::Datum) -> Result<Value, serde_json::Error> {
     let text = std::str::from_utf8(text_of(datum))
         .map_err(|_| <serde_json::Error as serde::de::Error>::custom("jsonb text is not UTF-8"))?;
-    crate::digest::exact_value(text)
+    stepup_core::digest::exact_value(text)
 }
 
 /// `jsonb_out` of a jsonb datum, in the current memory context.

@@ -8,11 +8,12 @@ use pgrx::callconv::{Arg, ArgAbi};
 use pgrx::nullable::Nullable;
 use pgrx::prelude::*;
 
-use crate::held::{self, Held, Scope};
-use crate::jsonb::Jsonb;
-use crate::raise::{raise, Code, LogFields, Rejection};
-use crate::token::{self, Authentic, Rules, TokenError};
-use crate::{catalog, settings};
+use crate::assertion::held::{self, Held, Scope};
+use crate::catalog;
+use crate::pg::jsonb::Jsonb;
+use crate::pg::raise::{raise, Code, LogFields, Rejection};
+use crate::pg::settings;
+use stepup_core::token::{self, Authentic, Rules, TokenError};
 
 /// Verifies `assertion` and holds it for the current transaction; returns its
 /// claims. Measured by `bench/run.sh` (scenario 6).
@@ -54,7 +55,7 @@ fn verify_and_hold(assertion: Option<TextBytes>, scope: Scope) -> Result<Jsonb, 
         audience: &audience,
         leeway: settings::leeway_s(),
         max_lifetime: settings::max_lifetime_s(),
-        now_us: catalog::now_us(),
+        now_us: crate::pg::time::now_us(),
     };
     let rank_of = |acr: &str| snapshot.levels.get(acr).copied();
     let again = LAST.with(|last| {

@@ -33,7 +33,7 @@ pub fn omitted(text: &[u8]) -> String {
     format!(
         "pg_stepup:omitted size={} sha256={}",
         text.len(),
-        crate::digest::lower_hex(&Sha256::digest(text))
+        stepup_core::digest::lower_hex(&Sha256::digest(text))
     )
 }
 

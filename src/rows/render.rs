@@ -8,19 +8,18 @@ use std::ffi::CStr;
 use std::ptr::null_mut;
 
 use pgrx::pg_sys::{self, JsonbIteratorToken as Tok};
-use pgrx::PgTupleDesc;
 use serde_json::{Map, Value};
 
-use crate::catalog::OidMap;
-use crate::jsonb;
-use crate::jsonb_disk;
-use crate::pgtext::{self, Scalar};
-use crate::raw;
+use crate::pg::cache::OidMap;
+use crate::pg::jsonb;
+use crate::pg::jsonb_disk;
+use crate::pg::pgtext::{self, Scalar};
+use crate::pg::raw;
 use crate::rows::{self, pinned, Column, Row, Values};
 
 /// Runs `f`, which renders rows of `rel`, so that the text is the same
 /// whatever the session's settings: directly when every column has a type
-/// whose rendering reads no setting, otherwise under [`OUTPUT_SETTINGS`].
+/// whose rendering reads no setting ([`rows::Shape::settings_free`]), otherwise under [`OUTPUT_SETTINGS`].
 /// Switching settings (two set_config_option calls) costs more than
 /// rendering a small row. `shape` is the table's, which the caller has at
 /// hand.
@@ -31,48 +30,6 @@ pub fn rendered<R>(shape: &rows::Shape, f: impl FnOnce() -> R) -> R {
         pinned(OUTPUT_SETTINGS, f)
     }
 }
-
-/// Does every live column of `rel` have a type in [`SETTINGS_FREE`]? (Kept
-/// in the table's [`rows::Shape`], not recomputed per row.)
-pub fn reads_no_setting(rel: pg_sys::Relation) -> bool {
-    let desc = unsafe { PgTupleDesc::from_pg_unchecked((*rel).rd_att) };
-    desc.iter()
-        .all(|a| a.attisdropped || SETTINGS_FREE.contains(&a.atttypid))
-}
-
-/// Built-in types whose output function and to_jsonb rendering read no
-/// setting (not DateStyle, IntervalStyle, TimeZone, extra_float_digits,
-/// bytea_output, lc_monetary or search_path), nor do their arrays'.
-/// Anything else (floats, dates and times, bytea, money, reg* names, enums,
-/// domains, composites, user types) is rendered under [`OUTPUT_SETTINGS`].
-const SETTINGS_FREE: [pg_sys::Oid; 26] = [
-    pg_sys::BOOLOID,
-    pg_sys::INT2OID,
-    pg_sys::INT4OID,
-    pg_sys::INT8OID,
-    pg_sys::NUMERICOID,
-    pg_sys::OIDOID,
-    pg_sys::TEXTOID,
-    pg_sys::VARCHAROID,
-    pg_sys::BPCHAROID,
-    pg_sys::NAMEOID,
-    pg_sys::CHAROID,
-    pg_sys::UUIDOID,
-    pg_sys::JSONOID,
-    pg_sys::JSONBOID,
-    pg_sys::INETOID,
-    pg_sys::CIDROID,
-    pg_sys::BOOLARRAYOID,
-    pg_sys::INT2ARRAYOID,
-    pg_sys::INT4ARRAYOID,
-    pg_sys::INT8ARRAYOID,
-    pg_sys::NUMERICARRAYOID,
-    pg_sys::TEXTARRAYOID,
-    pg_sys::VARCHARARRAYOID,
-    pg_sys::UUIDARRAYOID,
-    pg_sys::JSONBARRAYOID,
-    pg_sys::INETARRAYOID,
-];
 
 /// Output settings under which rows are rendered (to_jsonb, digests, the
 /// audit): the same text whatever the session's settings.
@@ -93,7 +50,7 @@ pub const OUTPUT_SETTINGS: &[(&CStr, &CStr)] = &[
 pub fn as_json(row: Row) -> Result<Map<String, Value>, serde_json::Error> {
     let json = rendered(&rows::shape(row.rel), || {
         let columns = row.columns();
-        crate::jsonb::to_exact_value(object(&row.values(), columns.iter()))
+        crate::pg::jsonb::to_exact_value(object(&row.values(), columns.iter()))
     })?;
     Ok(match json {
         Value::Object(m) => m,
