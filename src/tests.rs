@@ -533,4 +533,50 @@ mod tests {
         let short = format!("SELECT stepup.add_key('rs', '\\x{SECRET_HEX}', 'RS256')");
         assert!(sqlstate_of(&short).is_some_and(|e| e.starts_with("22023")));
     }
+
+    fn strings(sql: &str) -> Vec<String> {
+        Spi::connect(|c| {
+            c.select(sql, None, &[])
+                .unwrap()
+                .map(|row| row.get::<String>(1).unwrap().unwrap())
+                .collect()
+        })
+    }
+
+    /// The one description of an entry (stepup_core's LOG_COLUMNS) is
+    /// stepup.audit_log as sql/audit.sql creates it, column for column, and
+    /// stepup.entry_fields takes the hashed fields in the same order.
+    #[pg_test]
+    fn audit_log_is_the_entry_description() {
+        use stepup_core::audit::encoding::{ENTRY_FIELDS, HASHED, LOG_COLUMNS};
+        let described: Vec<String> = LOG_COLUMNS
+            .iter()
+            .map(|(name, t)| format!("{name} {}", t.sql_name()))
+            .collect();
+        let table = strings(
+            "SELECT attname || ' ' || pg_catalog.format_type(atttypid, atttypmod) \
+               FROM pg_catalog.pg_attribute \
+              WHERE attrelid = 'stepup.audit_log'::regclass AND attnum > 0 AND NOT attisdropped \
+              ORDER BY attnum",
+        );
+        assert_eq!(table, described);
+        let arguments = strings(
+            "SELECT n || ' ' || pg_catalog.format_type(t, NULL) \
+               FROM pg_catalog.pg_proc p, \
+                    unnest(p.proargnames, p.proargtypes::oid[]) WITH ORDINALITY AS a(n, t, i) \
+              WHERE p.oid = 'stepup.entry_fields'::regproc ORDER BY i",
+        );
+        assert_eq!(arguments, described[..HASHED]);
+        assert_eq!(ENTRY_FIELDS.len(), HASHED);
+        // Each column's Oid as the writer declares it is the table's.
+        for (i, (name, _)) in LOG_COLUMNS.iter().enumerate() {
+            let oid = Spi::get_one::<pg_sys::Oid>(&format!(
+                "SELECT atttypid FROM pg_catalog.pg_attribute \
+                  WHERE attrelid = 'stepup.audit_log'::regclass AND attname = '{name}'"
+            ))
+            .unwrap()
+            .unwrap();
+            assert_eq!(oid, crate::audit::column_type(i), "{name}");
+        }
+    }
 }

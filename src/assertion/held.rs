@@ -12,6 +12,7 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::pg::raise::LogFields;
 use stepup_core::token::Claims;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,18 @@ pub fn set(value: Option<Held>) {
             s.undo.push((subxact, old));
         }
     });
+}
+
+/// The LOG fields of a rejection of `operation` on `table`: who holds
+/// which assertion, if any.
+pub fn log_fields(table: Option<String>, operation: &str) -> LogFields {
+    let held = current();
+    LogFields {
+        table,
+        operation: operation.into(),
+        sub: held.as_ref().map(|h| h.claims.sub.clone()),
+        jti: held.as_ref().and_then(|h| h.claims.jti.clone()),
+    }
 }
 
 /// Forgets a session-scoped assertion outside any transaction semantics

@@ -10,7 +10,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use crate::pg::jsonb::JsonbArg;
-use crate::pg::raise::bad_argument;
+use crate::pg::reject;
 use stepup_core::token::VerifyingKey;
 use stepup_core::token::{read_jwks, Jwk};
 
@@ -37,39 +37,34 @@ fn add_jwks(
     ),
 > {
     let (Some(issuer), Some(jwks)) = (issuer, jwks) else {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "issuer and jwks must not be NULL".into(),
+        reject::null_argument(
+            "issuer and jwks must not be NULL",
             "Pass the issuer's URL (its tokens' iss) and the JSON document its jwks_uri serves.",
         );
     };
     if issuer.is_empty() {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "issuer must not be empty".into(),
+        reject::invalid_parameter(
+            "issuer must not be empty",
             "Pass the issuer exactly as its tokens' iss claim names it.",
         );
     }
     let size = jwks.text().len();
     if size > MAX_JWKS_BYTES {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        reject::invalid_parameter(
             format!("JWKS document is {size} bytes, more than the {MAX_JWKS_BYTES} accepted"),
             "Pass the document the issuer's jwks_uri serves; real ones are a few kilobytes.",
         );
     }
     let doc = match jwks.value() {
         Ok(doc) => doc,
-        Err(e) => bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        Err(e) => reject::invalid_parameter(
             format!("JWKS document cannot be read: {e}"),
             "Pass the document the issuer's jwks_uri serves, unchanged.",
         ),
     };
     let keys = match read_jwks(&doc) {
         Ok(keys) => keys,
-        Err(e) => bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        Err(e) => reject::invalid_parameter(
             format!("not a JWKS document: {e}"),
             "Pass the document the issuer's jwks_uri serves: {\"keys\": [...]} (RFC 7517 section 5).",
         ),
@@ -85,8 +80,7 @@ fn add_jwks(
                 Jwk::Usable { .. } => None,
             })
             .collect();
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        reject::invalid_parameter(
             format!(
                 "JWKS document holds no usable signing key ({}); nothing was changed",
                 if why.is_empty() { "it is empty".into() } else { why.join("; ") }
@@ -97,8 +91,7 @@ fn add_jwks(
     let outcomes = Spi::connect_mut(|client| import(client, issuer, &keys, not_before));
     match outcomes {
         Ok(rows) => TableIterator::new(rows),
-        Err(e) => bad_argument(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+        Err(e) => reject::internal(
             format!("cannot import the JWKS: {e}"),
             "Report this with the server log.",
         ),

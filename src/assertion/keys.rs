@@ -6,7 +6,7 @@
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
-use crate::pg::raise::bad_argument;
+use crate::pg::reject;
 use stepup_core::token::VerifyingKey;
 
 /// Registers a verification key. HS256 keys are shared secrets of at least
@@ -22,23 +22,20 @@ fn add_key(
     not_after: default!(Option<TimestampWithTimeZone>, "NULL"),
 ) {
     let (Some(kid), Some(key), Some(alg)) = (kid, key, alg) else {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "kid, key and alg must not be NULL".into(),
+        reject::null_argument(
+            "kid, key and alg must not be NULL",
             "Pass the key id, the key bytes and its alg: 'HS256', 'EdDSA', 'RS256', 'PS256', 'ES256' or 'ES384'.",
         );
     };
     if kid.is_empty() || kid.len() > stepup_core::token::MAX_KID_BYTES {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "kid must be 1 to 256 bytes"
+        reject::invalid_parameter(
+            "kid must be 1 to 256 bytes",
+            "Use the kid the issuer puts in its tokens' header (at most 256 bytes).",
         );
     }
     let parsed = match VerifyingKey::from_names(alg, key) {
         Ok(parsed) => parsed,
-        Err(e) => bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        Err(e) => reject::invalid_parameter(
             format!("cannot register key \"{kid}\": {e}"),
             "For RSA and ECDSA pass the DER SubjectPublicKeyInfo (openssl pkey -pubin -outform DER), or import the issuer's JWKS with stepup.add_jwks.",
         ),
@@ -51,10 +48,9 @@ fn add_key(
                 .unwrap_or(na)
         });
         if na <= nb {
-            ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                "not_after must be later than not_before"
+            reject::invalid_parameter(
+                "not_after must be later than not_before",
+                "Pass a not_after after not_before (by default now()), or NULL for no end.",
             );
         }
     }
@@ -81,9 +77,7 @@ fn add_key(
             .map(|rows| rows.len())
     });
     if !matches!(inserted, Ok(1)) {
-        ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+        reject::duplicate(
             format!("key \"{kid}\" already exists"),
             "Key ids are never reused: retire the old key with stepup.retire_key and add the new one under a new kid."
         );

@@ -11,7 +11,8 @@ use pgrx::prelude::*;
 use crate::assertion::held::{self, Held, Scope};
 use crate::catalog;
 use crate::pg::jsonb::Jsonb;
-use crate::pg::raise::{raise, Code, LogFields, Rejection};
+use crate::pg::raise::{raise, LogFields};
+use crate::pg::reject;
 use crate::pg::settings;
 use stepup_core::token::{self, Authentic, Rules, TokenError};
 
@@ -27,20 +28,19 @@ fn present(assertion: Option<TextBytes>) -> Jsonb {
 fn present_scoped(assertion: Option<TextBytes>, scope: Option<TextBytes>) -> Jsonb {
     let scope = scope.and_then(|s| std::str::from_utf8(s.0).ok());
     let Some(scope) = scope.and_then(Scope::parse) else {
-        raise(Rejection {
-            code: Code::InvalidParameterValue,
-            message: "scope must be 'transaction' or 'session'".into(),
-            detail: "unknown scope".into(),
-            hint: Some("Behind a transaction pooler use 'transaction' (the default).".into()),
-            log: LogFields {
-                operation: "present".into(),
-                ..LogFields::default()
-            },
-        });
+        raise(reject::invalid_parameter_beside_assertion(
+            "scope must be 'transaction' or 'session'",
+            "unknown scope",
+            "Behind a transaction pooler use 'transaction' (the default).",
+            LogFields::new(None, "present"),
+        ));
     };
     match verify_and_hold(assertion, scope) {
         Ok(claims) => claims,
-        Err(e) => raise(rejection(e)),
+        Err(e) => raise(reject::invalid_assertion(
+            &e,
+            LogFields::new(None, "present"),
+        )),
     }
 }
 
@@ -114,38 +114,6 @@ struct Last {
 
 thread_local! {
     static LAST: RefCell<Option<Last>> = const { RefCell::new(None) };
-}
-
-fn rejection(e: TokenError) -> Rejection {
-    let hint = match e {
-        TokenError::Missing => "Pass the compact JWS the identity provider returned after step-up.",
-        TokenError::UnknownKid(_) | TokenError::KeyRetired(_) | TokenError::KeyNotYetValid(_) => {
-            "The signing key is not active here: check stepup.key_info, or register it with stepup.add_key."
-        }
-        TokenError::WrongAudience(None) => {
-            "Mint the assertion with aud equal to stepup.audience (by default the database name)."
-        }
-        TokenError::WrongAudience(Some(_)) => {
-            "The issuer's tokens must name the audience its profile sets (stepup.issuers): request the token for that client or API, or change it with stepup.define_issuer."
-        }
-        TokenError::WrongType(_) => {
-            "This issuer accepts only the token types its profile lists (stepup.issuers.accepted_types): present that kind of token (e.g. the access token, not the ID token)."
-        }
-        TokenError::UnknownLevel(_) => {
-            "Define the level with stepup.define_level, map the issuer's value to one with stepup.define_issuer(levels => ...), or mint a known acr."
-        }
-        _ => "Have the user step up again and present the new assertion.",
-    };
-    Rejection {
-        code: Code::InvalidAssertion,
-        message: "invalid step-up assertion".into(),
-        detail: e.to_string(),
-        hint: Some(hint.into()),
-        log: LogFields {
-            operation: "present".into(),
-            ..LogFields::default()
-        },
-    }
 }
 
 /// The claims of the held assertion, or NULL when none is held.

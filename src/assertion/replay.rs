@@ -14,10 +14,11 @@ use std::cell::RefCell;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys;
 
-use crate::assertion::require;
+use crate::assertion::held;
 use crate::catalog::owner;
-use crate::pg::raise::{Code, Rejection};
-use stepup_core::requirement::{Requirement, Unmet};
+use crate::pg::raise::Rejection;
+use crate::pg::reject;
+
 use stepup_core::token::Claims;
 
 thread_local! {
@@ -72,25 +73,9 @@ pub fn spend(claims: &Claims) -> bool {
 
 /// SU003 if the assertion was spent by an earlier transaction; spends it
 /// otherwise.
-pub fn refuse_spent(
-    req: &Requirement,
-    claims: &Claims,
-    table: Option<String>,
-    operation: &str,
-) -> Option<Rejection> {
+pub fn refuse_spent(claims: &Claims, table: Option<String>, operation: &str) -> Option<Rejection> {
     if spend(claims) {
         return None;
     }
-    let mut r = require::step_up_required(req, &Unmet::NoAssertion, table, operation);
-    r.code = Code::Replayed;
-    r.message = "step-up assertion already used".into();
-    r.detail = match &claims.jti {
-        Some(jti) => format!("jti \"{jti}\" was spent by an earlier transaction"),
-        None => format!(
-            "the assertion (no jti; replay id {}, the SHA-256 of its signed bytes) was spent by an earlier transaction",
-            claims.replay_id
-        ),
-    };
-    r.hint = Some("This table accepts each assertion once: have the user step up again.".into());
-    Some(r)
+    Some(reject::replayed(claims, held::log_fields(table, operation)))
 }

@@ -6,7 +6,8 @@ use pgrx::prelude::*;
 
 use crate::assertion::held;
 use crate::catalog;
-use crate::pg::raise::{bad_argument, raise, Code, LogFields, Rejection};
+use crate::pg::raise::{raise, Rejection};
+use crate::pg::reject::{self, StepUp};
 use crate::pg::settings;
 use crate::pg::time::interval_us;
 use stepup_core::requirement::{Requirement, Unmet};
@@ -64,32 +65,10 @@ fn unmet_requirement(
         methods: &methods,
     };
     let unmet = evaluate(&req, &catalog::snapshot()).err()?;
-    Some(step_up_required(&req, &unmet, None, "require"))
-}
-
-/// The SU001 rejection for an unmet requirement.
-pub fn step_up_required(
-    req: &Requirement,
-    unmet: &Unmet,
-    table: Option<String>,
-    operation: &str,
-) -> Rejection {
-    let held = held::current();
-    Rejection {
-        code: Code::StepUpRequired,
-        message: "step-up authentication required".into(),
-        detail: format!("{}; {unmet}", req.challenge()),
-        hint: Some(
-            "Have the user re-authenticate at the identity provider, then call stepup.present(assertion) in this transaction."
-                .into(),
-        ),
-        log: LogFields {
-            table,
-            operation: operation.into(),
-            sub: held.as_ref().map(|h| h.claims.sub.clone()),
-            jti: held.as_ref().and_then(|h| h.claims.jti.clone()),
-        },
-    }
+    Some(reject::step_up_required(
+        StepUp::Unmet(&req, &unmet),
+        held::log_fields(None, "require"),
+    ))
 }
 
 /// Checks the held assertion against `req` now, its level ranked as in
@@ -120,15 +99,13 @@ fn key_valid(snapshot: &catalog::Snapshot, kid: &str, now_us: i64) -> bool {
 /// Validates level and max_age; errors name what to fix.
 fn arguments(level: Option<&str>, max_age: Option<Interval>) -> (String, i32, i64) {
     let (Some(level), Some(max_age)) = (level, max_age) else {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "level and max_age must not be NULL".into(),
+        reject::null_argument(
+            "level and max_age must not be NULL",
             "Pass a level such as 'aal2' and an interval such as '5 minutes'.",
         );
     };
     let Some(rank) = catalog::level_rank(level) else {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        reject::invalid_parameter(
             format!("unknown step-up level \"{level}\""),
             "Levels are listed in stepup.levels; add one with stepup.define_level(name, rank).",
         );
@@ -148,9 +125,8 @@ fn method_list(methods: Option<Vec<Option<String>>>) -> Vec<String> {
         .filter(|m| !m.is_empty())
         .collect();
     if list.is_empty() {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "methods must name at least one authentication method".into(),
+        reject::invalid_parameter(
+            "methods must name at least one authentication method",
             "Pass amr values such as '{hwk,fpt}', or NULL to accept any method.",
         );
     }

@@ -11,37 +11,34 @@
 
 use std::cell::Cell;
 use std::ffi::CStr;
+use std::sync::OnceLock;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
-use super::encoding::ENTRY_FIELDS;
+use super::encoding::{column, LOG_COLUMNS};
 use super::entry;
 use crate::catalog::owner;
+use crate::pg::reject;
 use crate::rows;
 use smallvec::SmallVec;
 
-/// The 22 columns of an entry, in [`COLUMNS`] order (None: SQL NULL).
-pub type Entry = [Option<pg_sys::Datum>; 22];
+/// The columns of an entry, in [`LOG_COLUMNS`] order (None: SQL NULL).
+pub type Entry = [Option<pg_sys::Datum>; LOG_COLUMNS.len()];
 
-/// Column names: the hashed fields, then the hash.
-fn name(i: usize) -> &'static str {
-    ENTRY_FIELDS.get(i).copied().unwrap_or("entry_hash")
+/// The INSERT of an entry that is not appended directly.
+fn insert_entry() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let names: Vec<&str> = LOG_COLUMNS.iter().map(|c| c.0).collect();
+        let params: Vec<String> = (1..=LOG_COLUMNS.len()).map(|i| format!("${i}")).collect();
+        format!(
+            "INSERT INTO stepup.audit_log ({}) VALUES ({})",
+            names.join(", "),
+            params.join(", ")
+        )
+    })
 }
-
-fn type_of(i: usize) -> pg_sys::Oid {
-    if i < ENTRY_FIELDS.len() {
-        entry::type_of(i)
-    } else {
-        pg_sys::TEXTOID
-    }
-}
-
-const INSERT_ENTRY: &str = "INSERT INTO stepup.audit_log (id, at, txid, table_name, op, key, \
-    old_digest, new_digest, changed, old_values, new_values, role_name, session_role, \
-    application_name, client_addr, kid, jti, sub, acr, amr, auth_time, entry_hash) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-    $19, $20, $21, $22)";
 
 /// Appends `e` to stepup.audit_log (`relid`); errors (and so refuses the
 /// change) if it cannot.
@@ -53,12 +50,15 @@ pub fn append(relid: pg_sys::Oid, e: &Entry) {
         .iter()
         .enumerate()
         .map(|(i, v)| match v {
-            Some(d) => unsafe { DatumWithOid::new(*d, type_of(i)) },
-            None => DatumWithOid::null_oid(type_of(i)),
+            Some(d) => unsafe { DatumWithOid::new(*d, entry::type_of(i)) },
+            None => DatumWithOid::null_oid(entry::type_of(i)),
         })
         .collect();
-    if owner::as_owner(|| rows::update_kept(INSERT_ENTRY, &args)) != Some(1) {
-        error!("pg_stepup: could not write the audit entry; the change is refused");
+    if owner::as_owner(|| rows::update_kept(insert_entry(), &args)) != Some(1) {
+        reject::internal(
+            "pg_stepup: could not write the audit entry; the change is refused",
+            "Report this with the server log.",
+        );
     }
 }
 
@@ -110,8 +110,9 @@ unsafe fn direct(relid: pg_sys::Oid, e: &Entry) -> bool {
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         // Only deferred constraints ask for a recheck, and those were excluded.
         if !recheck.is_null() {
-            error!(
-                "pg_stepup: the audit entry needs a deferred index check; the change is refused"
+            reject::internal(
+                "pg_stepup: the audit entry needs a deferred index check; the change is refused",
+                "Make the indexes of stepup.audit_log immediate (not DEFERRABLE).",
             );
         }
         true
@@ -308,7 +309,7 @@ unsafe fn layout(rel: pg_sys::Relation) -> Option<Layout> {
         not_null: 0,
         key: 0,
     };
-    let mut seen = [false; 22];
+    let mut seen = [false; LOG_COLUMNS.len()];
     for (live, (slot, a)) in l
         .field
         .iter_mut()
@@ -316,12 +317,12 @@ unsafe fn layout(rel: pg_sys::Relation) -> Option<Layout> {
         .filter(|(_, a)| !a.attisdropped)
         .enumerate()
     {
-        let column = CStr::from_ptr(a.attname.data.as_ptr()).to_bytes();
+        let attname = CStr::from_ptr(a.attname.data.as_ptr()).to_bytes();
         // Columns are in entry order unless someone dropped and re-added one.
         let i = std::iter::once(live)
             .chain(0..seen.len())
-            .find(|&i| i < seen.len() && name(i).as_bytes() == column)?;
-        if seen[i] || a.atttypid != type_of(i) || a.attidentity != 0 || a.attgenerated != 0 {
+            .find(|&i| i < seen.len() && LOG_COLUMNS[i].0.as_bytes() == attname)?;
+        if seen[i] || a.atttypid != entry::type_of(i) || a.attidentity != 0 || a.attgenerated != 0 {
             return None;
         }
         seen[i] = true;
@@ -329,7 +330,7 @@ unsafe fn layout(rel: pg_sys::Relation) -> Option<Layout> {
         if a.attnotnull {
             l.not_null |= 1 << i;
         }
-        if i == 0 {
+        if i == const { column("id") } {
             l.key = a.attnum;
         }
     }

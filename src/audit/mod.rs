@@ -15,12 +15,13 @@ use pgrx::prelude::*;
 pub use stepup_core::audit::{chain, encoding};
 
 use crate::catalog;
-use crate::pg::raise::{bad_argument, raise, Code, LogFields, Rejection};
+use crate::pg::raise::raise;
+use crate::pg::reject;
 use crate::rows::render;
 use crate::rows::{self, Row};
 
 #[cfg(any(test, feature = "pg_test"))]
-pub use entry::{text_array, text_array_by_postgres};
+pub use entry::{text_array, text_array_by_postgres, type_of as column_type};
 pub use event::record_event;
 pub use sealer::register as register_sealer;
 pub use trigger::write_entry;
@@ -48,7 +49,10 @@ fn relations() -> (pg_sys::Oid, pg_sys::Oid) {
         (s.audit_seq, "audit_log_id_seq"),
     ] {
         if oid == pg_sys::InvalidOid {
-            error!("pg_stepup: stepup.{name} is missing; the change is refused");
+            reject::internal(
+                format!("pg_stepup: stepup.{name} is missing; the change is refused"),
+                "Restore it (it belongs to the extension) or reinstall pg_stepup.",
+            );
         }
     }
     (s.audit_log, s.audit_seq)
@@ -80,27 +84,14 @@ fn append_only<'a>(
         pg_sys::TRIGGER_EVENT_DELETE => "DELETE",
         _ => "TRUNCATE",
     };
-    raise(Rejection {
-        code: Code::AppendOnly,
-        message: "audit is append-only".into(),
-        detail: format!("{op} of stepup.{table} is refused for every role"),
-        hint: Some(
-            "Audit entries are never changed; verify them with stepup.verify_audit().".into(),
-        ),
-        log: LogFields {
-            table: Some(format!("stepup.{table}")),
-            operation: op.into(),
-            ..LogFields::default()
-        },
-    })
+    raise(reject::append_only(&table, op))
 }
 
 /// Hash of an audit entry from its fields (stepup.entry_fields).
 #[pg_extern(immutable, parallel_safe)]
 fn entry_hash(fields: Vec<Option<String>>) -> String {
     if fields.len() != encoding::ENTRY_FIELDS.len() {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        reject::invalid_parameter(
             format!(
                 "an audit entry has {} fields, not {}",
                 encoding::ENTRY_FIELDS.len(),
@@ -135,8 +126,7 @@ COMMENT ON FUNCTION stepup.row_digest(regclass, jsonb) IS
 fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
     let rel = unsafe { pg_sys::RelationIdGetRelation(target) };
     if rel.is_null() {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+        reject::undefined_table(
             format!("relation with OID {} does not exist", u32::from(target)),
             "Pass a table, e.g. 'public.payouts'.",
         );
@@ -147,9 +137,8 @@ fn row_digest(target: pg_sys::Oid, row_data: &str) -> String {
     });
     unsafe { pg_sys::RelationClose(rel) };
     digest.unwrap_or_else(|| {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "row_data does not fit the table's row type".into(),
+        reject::invalid_parameter(
+            "row_data does not fit the table's row type",
             "Pass to_jsonb(row) of a row of the table.",
         )
     })

@@ -16,26 +16,32 @@ use smallvec::SmallVec;
 
 use super::append::{append, Entry};
 use super::digest;
-use super::encoding::ENTRY_FIELDS;
+use super::encoding::{column, HASHED, LOG_COLUMNS};
 use super::entry::{self, Values};
 use crate::assertion::held;
 use crate::pg::pgtext;
 use crate::pg::raw;
 use crate::pg::time::PG_EPOCH_OFFSET_US;
+use crate::rows;
+use crate::rows::event::{Event, Op};
 use crate::rows::render;
-use crate::rows::{self, Row};
 
-/// Writes the entry of the row change `td` reports (the guard trigger calls
-/// this for every row it lets through).
-pub fn write_entry(td: &pg_sys::TriggerData) {
-    let rel = td.tg_relation;
-    let row = |t: *mut pg_sys::HeapTupleData| (!t.is_null()).then_some(Row { rel, tuple: t });
-    let (op, old, new) = match td.tg_event & pg_sys::TRIGGER_EVENT_OPMASK {
-        pg_sys::TRIGGER_EVENT_INSERT => ("INSERT", None, row(td.tg_trigtuple)),
-        pg_sys::TRIGGER_EVENT_UPDATE => ("UPDATE", row(td.tg_trigtuple), row(td.tg_newtuple)),
-        pg_sys::TRIGGER_EVENT_DELETE => ("DELETE", row(td.tg_trigtuple), None),
-        _ => return,
+/// The position of an entry column in [`LOG_COLUMNS`], at compile time.
+macro_rules! at {
+    ($name:literal) => {
+        const { column($name) }
     };
+}
+
+/// Writes the entry of a row change (the guard trigger calls this for
+/// every row it lets through, with the event it decided on).
+pub fn write_entry(event: &Event) {
+    let Event {
+        rel, op, old, new, ..
+    } = *event;
+    if op == Op::Truncate {
+        return;
+    }
     let held = held::current();
     let claims = held.as_ref().map(|h| &h.claims);
     let micros = |us: Option<i64>| us.map(pg_sys::Datum::from);
@@ -103,7 +109,7 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
     let [table, op, old_digest, new_digest, role, session_role, application, kid, jti, sub, acr] =
         entry::text_datums([
             Some(&shape.name),
-            Some(op),
+            Some(op.name()),
             old_digest.as_deref(),
             new_digest.as_deref(),
             Some(&role),
@@ -114,44 +120,52 @@ pub fn write_entry(td: &pg_sys::TriggerData) {
             claims.map(|c| c.sub.as_str()),
             claims.map(|c| c.acr.as_str()),
         ]);
-    let values: Values = [
-        Some(pg_sys::Datum::from(id)),
-        micros(Some(now)),
-        Some(pg_sys::Datum::from(i64::try_from(txid).unwrap_or(i64::MAX))),
-        table,
-        op,
-        key.as_ref().map(|k| k.0),
-        old_digest,
-        new_digest,
-        Some(changed.0),
-        old_values.as_ref().map(|v| v.0),
-        new_values.as_ref().map(|v| v.0),
-        role,
-        session_role,
-        application,
-        client_addr,
-        kid,
-        jti,
-        sub,
-        acr,
-        amr.as_ref().map(|a| a.0),
-        micros(auth_time),
-    ];
+    let mut values: Values = [None; HASHED];
+    for (i, value) in [
+        (at!("id"), Some(pg_sys::Datum::from(id))),
+        (at!("at"), micros(Some(now))),
+        (
+            at!("txid"),
+            Some(pg_sys::Datum::from(i64::try_from(txid).unwrap_or(i64::MAX))),
+        ),
+        (at!("table_name"), table),
+        (at!("op"), op),
+        (at!("key"), key.as_ref().map(|k| k.0)),
+        (at!("old_digest"), old_digest),
+        (at!("new_digest"), new_digest),
+        (at!("changed"), Some(changed.0)),
+        (at!("old_values"), old_values.as_ref().map(|v| v.0)),
+        (at!("new_values"), new_values.as_ref().map(|v| v.0)),
+        (at!("role_name"), role),
+        (at!("session_role"), session_role),
+        (at!("application_name"), application),
+        (at!("client_addr"), client_addr),
+        (at!("kid"), kid),
+        (at!("jti"), jti),
+        (at!("sub"), sub),
+        (at!("acr"), acr),
+        (at!("amr"), amr.as_ref().map(|a| a.0)),
+        (at!("auth_time"), micros(auth_time)),
+    ] {
+        values[i] = value;
+    }
     fn text(v: &Option<(pg_sys::Datum, Option<Vec<u8>>)>) -> Option<&[u8]> {
         v.as_ref().and_then(|v| v.1.as_deref())
     }
-    let known = std::array::from_fn(|i| match ENTRY_FIELDS[i] {
-        "key" => text(&key),
-        "changed" => changed.1.as_deref(),
-        "old_values" => text(&old_values),
-        "new_values" => text(&new_values),
-        "amr" => text(&amr),
-        _ => None,
-    });
+    let mut known = [None; HASHED];
+    for (i, text) in [
+        (at!("key"), text(&key)),
+        (at!("changed"), changed.1.as_deref()),
+        (at!("old_values"), text(&old_values)),
+        (at!("new_values"), text(&new_values)),
+        (at!("amr"), text(&amr)),
+    ] {
+        known[i] = text;
+    }
     let hash = entry::hash_known(&values, &known);
-    let mut row: Entry = [None; 22];
-    row[..values.len()].copy_from_slice(&values);
-    [row[values.len()]] = entry::text_datums([Some(hash.as_str())]);
+    let mut row: Entry = [None; LOG_COLUMNS.len()];
+    row[..HASHED].copy_from_slice(&values);
+    [row[at!("entry_hash")]] = entry::text_datums([Some(hash.as_str())]);
     append(log, &row);
 }
 

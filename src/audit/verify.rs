@@ -5,24 +5,32 @@ use pgrx::prelude::*;
 use pgrx::{JsonB, PgMemoryContexts};
 use serde_json::{json, Value};
 
-use super::chain::{Bad, Link, Walk};
-use super::encoding::GENESIS;
+use super::chain::{Bad, Head, Link, Walk};
+use super::encoding::{ENTRY_FIELDS, GENESIS};
 use super::entry::{self, Values};
 use crate::catalog::owner;
 use crate::pg::jsonb::JsonbArg;
-use crate::pg::raise::bad_argument;
+use crate::pg::reject;
+use std::sync::OnceLock;
 
 /// Each link with the stored columns of the entry it names, in the order
 /// entry::hash renders them (l.id NULL: the entry is gone).
-const WALK: &str = r#"
-SELECT c.seq, c.entry_id, c.entry_hash, c.prev_hash, c.link_hash, l.entry_hash,
-       l.id, l.at, l.txid, l.table_name, l.op, l.key, l.old_digest, l.new_digest, l.changed,
-       l.old_values, l.new_values, l.role_name, l.session_role, l.application_name,
-       l.client_addr, l.kid, l.jti, l.sub, l.acr, l.amr, l.auth_time
-  FROM stepup.audit_chain c
-  LEFT JOIN stepup.audit_log l ON l.id OPERATOR(pg_catalog.=) c.entry_id
- ORDER BY c.seq
-"#;
+fn walk_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        let fields: Vec<String> = ENTRY_FIELDS.iter().map(|f| format!("l.{f}")).collect();
+        format!(
+            "SELECT c.seq, c.entry_id, c.entry_hash, c.prev_hash, c.link_hash, l.entry_hash, {} \
+               FROM stepup.audit_chain c \
+               LEFT JOIN stepup.audit_log l ON l.id OPERATOR(pg_catalog.=) c.entry_id \
+              ORDER BY c.seq",
+            fields.join(", ")
+        )
+    })
+}
+
+/// The walk's columns: five of the link, the stored hash, the fields.
+const WALK_COLUMNS: usize = 6 + ENTRY_FIELDS.len();
 
 const BATCH: i64 = 1_000;
 
@@ -58,18 +66,10 @@ fn verify_audit_digest(
     // Not STRICT: a NULL digest is an error, not an empty answer that a
     // script could read as "nothing wrong".
     let Some(digest) = digest else {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "digest must not be NULL".into(),
-            HEAD_HINT,
-        )
+        reject::null_argument("digest must not be NULL", HEAD_HINT)
     };
     let digest = digest.value().unwrap_or_else(|e| {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            format!("digest cannot be read: {e}"),
-            HEAD_HINT,
-        )
+        reject::invalid_parameter(format!("digest cannot be read: {e}"), HEAD_HINT)
     });
     let want = head_of(&digest);
     report(walk_chain(Some(want)))
@@ -98,84 +98,30 @@ fn audit_digest() -> JsonB {
     }))
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, as audit_digest() writes `at`: anything
-/// else is not used (and so cannot make the cast below fail).
-fn is_utc_instant(a: &str) -> bool {
-    const SHAPE: &[u8] = b"dddd-dd-ddTdd:dd:dd.ddddddZ";
-    a.len() == SHAPE.len()
-        && a.bytes().zip(SHAPE).all(|(c, &want)| {
-            if want == b'd' {
-                c.is_ascii_digit()
-            } else {
-                c == want
-            }
-        })
-}
-
-/// The chain no longer holds the digest's head. A chain rewritten from
-/// some link on was sealed again after the digest was taken: the first link
-/// up to the head sealed after it names where the rewrite starts (a forger
-/// who also backdates sealed_at is named by the head alone).
+/// The verdict when the chain no longer holds the digest's head
+/// ([`Head::missing`]), with the first link up to it sealed after the
+/// digest was taken, if any.
 fn rewritten(head: &Head) -> Bad {
     let first = head.at.as_deref().and_then(|at| {
-        Spi::get_two_with_args::<i64, i64>(
+        match Spi::get_two_with_args::<i64, i64>(
             "SELECT c.seq, c.entry_id FROM stepup.audit_chain c \
               WHERE c.seq OPERATOR(pg_catalog.<=) $1 \
                 AND c.sealed_at OPERATOR(pg_catalog.>) $2::pg_catalog.timestamptz \
               ORDER BY c.seq LIMIT 1",
             &[head.seq.into(), at.into()],
-        )
-        .ok()
+        ) {
+            Ok((Some(seq), Some(entry_id))) => Some((seq, entry_id)),
+            _ => None,
+        }
     });
-    match first {
-        Some((Some(seq), Some(entry_id))) => Bad {
-            entry_id,
-            reason: format!(
-                "link {seq} (entry {entry_id}) was sealed after the saved digest was taken, though the digest covers it: the chain was rewritten from there"
-            ),
-        },
-        _ => Bad {
-            entry_id: head.entry_id.unwrap_or(head.seq),
-            reason: format!(
-                "the chain no longer holds link {} of the saved digest: the newest entries were removed or rewritten",
-                head.seq
-            ),
-        },
-    }
+    head.missing(first)
 }
 
 const HEAD_HINT: &str = "Pass the jsonb stepup.audit_digest() returned.";
 
-/// A saved digest: the head link's seq and hash, the entry it names, and
-/// when the digest was taken.
-struct Head {
-    seq: i64,
-    hash: String,
-    entry_id: Option<i64>,
-    at: Option<String>,
-}
-
 /// The head a saved digest records.
 fn head_of(d: &Value) -> Head {
-    let seq = d.get("seq").and_then(Value::as_i64);
-    let hash = d.get("hash").and_then(Value::as_str);
-    match (seq, hash) {
-        (Some(s), Some(h)) if s >= 0 => Head {
-            seq: s,
-            hash: h.to_string(),
-            entry_id: d.get("entry_id").and_then(Value::as_i64),
-            at: d
-                .get("at")
-                .and_then(Value::as_str)
-                .filter(|a| is_utc_instant(a))
-                .map(str::to_string),
-        },
-        _ => bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "digest must have a non-negative \"seq\" and a \"hash\"".into(),
-            HEAD_HINT,
-        ),
-    }
+    Head::from_json(d).unwrap_or_else(|e| reject::invalid_parameter(e, HEAD_HINT))
 }
 
 struct FreeOnDrop(*mut pg_sys::SPITupleTable);
@@ -189,12 +135,15 @@ impl Drop for FreeOnDrop {
 /// Row `i` of an SPI tuple table, all columns at once.
 ///
 /// # Safety
-/// `table` is the live SPI_tuptable of a WALK fetch and `i` < its length.
-unsafe fn deform(table: *mut pg_sys::SPITupleTable, i: usize) -> ([pg_sys::Datum; 27], [bool; 27]) {
-    let mut datums = [pg_sys::Datum::from(0); 27];
-    let mut nulls = [true; 27];
+/// `table` is the live SPI_tuptable of a [`walk_sql`] fetch and `i` < its length.
+unsafe fn deform(
+    table: *mut pg_sys::SPITupleTable,
+    i: usize,
+) -> ([pg_sys::Datum; WALK_COLUMNS], [bool; WALK_COLUMNS]) {
+    let mut datums = [pg_sys::Datum::from(0); WALK_COLUMNS];
+    let mut nulls = [true; WALK_COLUMNS];
     let desc = (*table).tupdesc;
-    if usize::try_from((*desc).natts).ok() == Some(27) {
+    if usize::try_from((*desc).natts).ok() == Some(WALK_COLUMNS) {
         pg_sys::heap_deform_tuple(
             *(*table).vals.add(i),
             desc,
@@ -219,7 +168,10 @@ fn report(r: (i64, Option<Bad>)) -> TableIterator<'static, Row4> {
 
 fn seal() {
     if let Err(e) = Spi::run("SELECT stepup.seal()") {
-        error!("pg_stepup: seal failed: {e}");
+        reject::internal(
+            format!("pg_stepup: seal failed: {e}"),
+            "Report this with the server log.",
+        );
     }
 }
 
@@ -229,14 +181,12 @@ fn walk_chain(want: Option<Head>) -> (i64, Option<Bad>) {
     owner::as_owner(|| {
         seal();
         let mut walk = Walk::default();
-        let mut found_head = want
-            .as_ref()
-            .is_some_and(|h| h.seq == 0 && h.hash == GENESIS);
+        let mut found_head = want.as_ref().is_some_and(Head::is_genesis);
         // Output functions allocate: everything of one row lives in a
         // context reset after it.
         let mut scratch = PgMemoryContexts::new("pg_stepup verify_audit");
         let bad = Spi::connect(|client| -> Result<Option<Bad>, pgrx::spi::Error> {
-            let mut cursor = client.open_cursor(WALK, &[]);
+            let mut cursor = client.open_cursor(walk_sql(), &[]);
             loop {
                 let batch = cursor.fetch(BATCH)?;
                 if batch.is_empty() {
@@ -257,7 +207,7 @@ fn walk_chain(want: Option<Head>) -> (i64, Option<Bad>) {
                                 |n: usize| col(n).map(|d| entry::text(d)).unwrap_or_default();
                             let link_hash = text(4);
                             let fields_hash = col(6).map(|_| {
-                                let mut values: Values = [None; 21];
+                                let mut values: Values = [None; ENTRY_FIELDS.len()];
                                 for (k, v) in values.iter_mut().enumerate() {
                                     *v = col(6 + k);
                                 }
@@ -279,10 +229,8 @@ fn walk_chain(want: Option<Head>) -> (i64, Option<Bad>) {
                     match found {
                         Err(b) => return Ok(Some(b)),
                         Ok((seq, link_hash)) => {
-                            if let Some(h) = &want {
-                                if h.seq == seq && h.hash == link_hash {
-                                    found_head = true;
-                                }
+                            if want.as_ref().is_some_and(|h| h.is_link(seq, &link_hash)) {
+                                found_head = true;
                             }
                         }
                     }
@@ -291,7 +239,10 @@ fn walk_chain(want: Option<Head>) -> (i64, Option<Bad>) {
         });
         let bad = match bad {
             Ok(b) => b,
-            Err(e) => error!("pg_stepup: cannot read the audit chain: {e}"),
+            Err(e) => reject::internal(
+                format!("pg_stepup: cannot read the audit chain: {e}"),
+                "Report this with the server log.",
+            ),
         };
         if bad.is_none() {
             if let Some(head) = want.filter(|_| !found_head) {

@@ -8,6 +8,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
 use crate::catalog;
+use crate::pg::reject;
 
 /// Runs `f` as the owner of the extension's catalog.
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
@@ -34,14 +35,20 @@ pub fn run(sql: &str, args: &[DatumWithOid]) -> usize {
         as_owner(|| Spi::connect_mut(|client| client.update(sql, None, args).map(|t| t.len())));
     match rows {
         Ok(n) => n,
-        Err(e) => error!("pg_stepup: internal statement failed: {e}"),
+        Err(e) => reject::internal(
+            format!("pg_stepup: internal statement failed: {e}"),
+            "Report this with the server log.",
+        ),
     }
 }
 
 fn catalog_owner() -> pg_sys::Oid {
     let owner = catalog::snapshot().owner;
     if owner == pg_sys::InvalidOid {
-        error!("pg_stepup: catalog table stepup.protected is missing; reinstall the extension");
+        reject::internal(
+            "pg_stepup: catalog table stepup.protected is missing; reinstall the extension",
+            "Save stepup.audit_log, then DROP EXTENSION pg_stepup CASCADE and CREATE EXTENSION pg_stepup.",
+        );
     }
     owner
 }

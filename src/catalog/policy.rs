@@ -8,33 +8,8 @@ use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
 use crate::pg::cache::NameMap;
+use crate::rows::event::Op;
 use stepup_core::requirement::Requirement;
-
-/// The operations a policy gates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
-    Insert,
-    Update,
-    Delete,
-    Truncate,
-}
-
-impl Op {
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Insert => "INSERT",
-            Op::Update => "UPDATE",
-            Op::Delete => "DELETE",
-            Op::Truncate => "TRUNCATE",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Op> {
-        [Op::Insert, Op::Update, Op::Delete, Op::Truncate]
-            .into_iter()
-            .find(|op| op.name() == s)
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Policy {

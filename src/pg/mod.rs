@@ -12,6 +12,7 @@ pub mod names;
 pub mod pgtext;
 pub mod raise;
 pub mod raw;
+pub mod reject;
 pub mod settings;
 pub mod time;
 pub mod utility;

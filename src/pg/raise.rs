@@ -1,4 +1,5 @@
-//! The one place that raises the contract's SU00x errors.
+//! How the contract's SU00x errors are raised (what they say is
+//! reject.rs).
 //!
 //! pgrx's error path maps any SQLSTATE it does not know to XX000, so SU001
 //! cannot travel through it. We bind `errstart`/`errfinish` ourselves and
@@ -38,13 +39,14 @@ impl Code {
 
 /// A rejection on its way to the client: message, detail, hint, and what
 /// the server log line says about who was refused.
+/// Built only by the constructors in reject.rs.
 #[derive(Debug, Clone)]
 pub struct Rejection {
-    pub code: Code,
-    pub message: String,
-    pub detail: String,
-    pub hint: Option<String>,
-    pub log: LogFields,
+    pub(super) code: Code,
+    pub(super) message: String,
+    pub(super) detail: String,
+    pub(super) hint: Option<String>,
+    pub(super) log: LogFields,
 }
 
 /// The fields of the LOG line every rejection writes (DESIGN section 6).
@@ -54,6 +56,17 @@ pub struct LogFields {
     pub operation: String,
     pub sub: Option<String>,
     pub jti: Option<String>,
+}
+
+impl LogFields {
+    /// Who was refused is not known (no assertion is read).
+    pub fn new(table: Option<String>, operation: &str) -> Self {
+        LogFields {
+            table,
+            operation: operation.into(),
+            ..LogFields::default()
+        }
+    }
 }
 
 /// MAKE_SQLSTATE from elog.h: six bits per character.
@@ -81,15 +94,6 @@ unsafe extern "C-unwind" {
     fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
     fn GetUserNameFromId(roleid: u32, noerr: bool) -> *mut c_char;
     fn GetUserId() -> u32;
-}
-
-/// A bad argument: a standard SQLSTATE, which pgrx's own error path
-/// carries, with a hint that says what to pass instead.
-pub fn bad_argument(code: pgrx::PgSqlErrorCode, message: String, hint: &str) -> ! {
-    pgrx::pg_sys::panic::ErrorReport::new(code, message, "pg_stepup")
-        .set_hint(hint)
-        .report(pgrx::PgLogLevel::ERROR);
-    unreachable!("ERROR does not return")
 }
 
 /// Writes the LOG line and raises the ERROR. Never returns.

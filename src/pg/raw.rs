@@ -90,20 +90,15 @@ const MAX_ALLOC: usize = 0x3FFF_FFFF;
 /// from Rust.
 pub fn alloc(size: usize) -> *mut u8 {
     if size > MAX_ALLOC {
-        pgrx::ereport!(
-            ERROR,
-            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
-            format!("pg_stepup: invalid memory alloc request size {size}")
+        super::reject::program_limit(
+            format!("pg_stepup: invalid memory alloc request size {size}"),
+            None,
         );
     }
     let flags = pg_sys::MCXT_ALLOC_NO_OOM as c_int;
     let p = unsafe { MemoryContextAllocExtended(pg_sys::CurrentMemoryContext, size, flags) };
     if p.is_null() {
-        pgrx::ereport!(
-            ERROR,
-            pgrx::PgSqlErrorCode::ERRCODE_OUT_OF_MEMORY,
-            format!("out of memory: failed on request of size {size}")
-        );
+        super::reject::out_of_memory(format!("out of memory: failed on request of size {size}"));
     }
     p.cast()
 }

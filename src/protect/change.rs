@@ -6,7 +6,7 @@ use pgrx::prelude::*;
 use crate::pg::names::qualified_name;
 
 use crate::pg::jsonb::JsonbArg;
-use crate::pg::raise::bad_argument;
+use crate::pg::reject;
 use stepup_core::digest;
 
 // pgrx has no regclass type; a regclass datum is its Oid, so the SQL
@@ -18,16 +18,14 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'change_digest_wrapper';
 "#)]
 fn change_digest(target: pg_sys::Oid, op: &str, key: JsonbArg, changes: JsonbArg) -> String {
     let Some(table) = qualified_name(target) else {
-        bad_argument(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+        reject::undefined_table(
             format!("relation with OID {} does not exist", u32::from(target)),
             "Pass an existing table, e.g. 'public.payouts'.",
         );
     };
     let read = |what: &str, arg: &JsonbArg| {
         arg.exact_value().unwrap_or_else(|e| {
-            bad_argument(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            reject::invalid_parameter(
                 format!("{what} cannot be canonicalized: {e}"),
                 digest::UNREPRESENTABLE_HINT,
             )
@@ -36,8 +34,7 @@ fn change_digest(target: pg_sys::Oid, op: &str, key: JsonbArg, changes: JsonbArg
     let (key, changes) = (read("key", &key), read("changes", &changes));
     match digest::change_digest(&table, op, &key, &changes) {
         Ok(d) => d,
-        Err(e) => bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        Err(e) => reject::invalid_parameter(
             e.to_string(),
             "op is 'INSERT', 'UPDATE' or 'DELETE'; key and changes are JSON objects.",
         ),

@@ -22,7 +22,8 @@ use pgrx::prelude::*;
 use crate::assertion::{held, replay, require};
 use crate::catalog::{self, owner};
 use crate::pg::names::qualified_name;
-use crate::pg::raise::{raise, Code, Rejection};
+use crate::pg::raise::{raise, LogFields, Rejection};
+use crate::pg::reject::{self, Tamper};
 
 #[pg_extern(sql = r#"
 CREATE FUNCTION stepup.guard_ddl() RETURNS event_trigger
@@ -121,7 +122,12 @@ fn gaps(superuser: bool) -> Vec<Gap> {
             Ok::<_, pgrx::spi::Error>(out)
         })
     });
-    gaps.unwrap_or_else(|e| error!("pg_stepup: cannot read protection state: {e}"))
+    gaps.unwrap_or_else(|e| {
+        reject::internal(
+            format!("pg_stepup: cannot read protection state: {e}"),
+            "Report this with the server log.",
+        )
+    })
 }
 
 fn after_command() -> Option<Rejection> {
@@ -199,8 +205,12 @@ fn after_drop() -> Option<Rejection> {
             Ok::<_, pgrx::spi::Error>(out)
         })
     });
-    let dropped =
-        dropped.unwrap_or_else(|e| error!("pg_stepup: cannot read the dropped objects: {e}"));
+    let dropped = dropped.unwrap_or_else(|e| {
+        reject::internal(
+            format!("pg_stepup: cannot read the dropped objects: {e}"),
+            "Report this with the server log.",
+        )
+    });
     // A dropped column destroys that column of every row without firing a
     // row trigger: it needs the table's step-up like DROP TABLE does.
     dropped.iter().find_map(|(target, whole, what)| {
@@ -263,52 +273,25 @@ fn decide(target: pg_sys::Oid, object: &str, change: Change, superuser: bool) ->
     let binds = policy.subject_column.is_some() || policy.bind_change;
     if !superuser || binds {
         let req = policy.requirement(&snapshot.levels);
-        let tamper = |why: String, hint: &str| {
-            let mut r = require::step_up_required(
-                &req,
-                &stepup_core::requirement::Unmet::NoAssertion,
-                table.clone(),
-                "DDL",
-            );
-            r.code = Code::Tamper;
-            r.message = "protection of a table cannot be weakened without step-up".into();
-            r.detail = format!("object: {object}; {why}");
-            r.hint = Some(hint.into());
-            r
-        };
-        const OWNER_ONLY: &str = "Only the extension's owner (a superuser), holding the table's step-up, may change this table's protection.";
+        let log = || held::log_fields(table.clone(), "DDL");
         if !superuser {
             if let Some(column) = policy
                 .subject_column
                 .as_deref()
                 .filter(|_| !policy.bind_change)
             {
-                return Some(tamper(
-                    format!("the policy binds each row to its \"{column}\": no single user's assertion can authorise DDL that weakens it"),
-                    OWNER_ONLY,
-                ));
+                return Some(reject::tamper(object, Tamper::SubjectBound(column), log()));
             }
             if policy.bind_change {
-                return Some(tamper(
-                    "the policy binds each change to the user's confirmation (bind_change): no single user's assertion can authorise DDL that weakens it".into(),
-                    OWNER_ONLY,
-                ));
+                return Some(reject::tamper(object, Tamper::ChangeBound, log()));
             }
         }
         if let Err(unmet) = require::evaluate(&req, &snapshot) {
-            let mut r = require::step_up_required(&req, &unmet, table.clone(), "DDL");
-            r.code = Code::Tamper;
-            r.message = "protection of a table cannot be weakened without step-up".into();
-            r.detail = format!("object: {object}; {}", r.detail);
-            r.hint = Some(
-                "Present an assertion that meets the table's policy (stepup.policies) in this transaction, or remove the protection with stepup.unprotect."
-                    .into(),
-            );
-            return Some(r);
+            return Some(reject::tamper(object, Tamper::Unmet(&req, &unmet), log()));
         }
         let held = held::current()?;
         if policy.one_time {
-            if let Some(r) = replay::refuse_spent(&req, &held.claims, table.clone(), "DDL") {
+            if let Some(r) = replay::refuse_spent(&held.claims, table.clone(), "DDL") {
                 return Some(r);
             }
         }
@@ -336,19 +319,9 @@ fn record(table: &str, object_json: &str, claims: &stepup_core::token::Claims) {
 }
 
 fn inheritance(child: &str, parent: &str) -> Rejection {
-    Rejection {
-        code: Code::Tamper,
-        message: "a protected table cannot have inheritance children".into(),
-        detail: format!(
-            "object: {child} inherits from {parent}; statements on {parent} would read and write its rows without {parent}'s guard"
-        ),
-        hint: Some(format!(
-            "Create the table without INHERITS; to protect a partitioned design, protect each table with stepup.protect. To give {parent} children, remove its protection first (stepup.unprotect)."
-        )),
-        log: crate::pg::raise::LogFields {
-            table: Some(parent.into()),
-            operation: "DDL".into(),
-            ..Default::default()
-        },
-    }
+    reject::tamper(
+        child,
+        Tamper::Inherits { parent },
+        LogFields::new(Some(parent.into()), "DDL"),
+    )
 }

@@ -12,6 +12,7 @@ use std::ffi::CString;
 
 use pgrx::prelude::*;
 
+use crate::pg::reject;
 use crate::rows::{self, Row};
 
 /// Settings a filter's casts and functions may read while it runs.
@@ -157,14 +158,12 @@ COMMENT ON FUNCTION stepup.filter_columns(text) IS
 fn filter_columns(filter_expr: &str) -> Vec<i16> {
     match columns_read(filter_expr) {
         Ok(columns) => columns,
-        Err(Unusable::Subquery) => crate::pg::raise::bad_argument(
-            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-            "row_filter must not contain a subquery".into(),
+        Err(Unusable::Subquery) => reject::not_supported(
+            "row_filter must not contain a subquery",
             "Move the subquery into a function and call it from the filter (the function sees the row's columns as arguments).",
         ),
-        Err(Unusable::Unreadable) => crate::pg::raise::bad_argument(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "row_filter cannot be read back".into(),
+        Err(Unusable::Unreadable) => reject::invalid_parameter(
+            "row_filter cannot be read back",
             "Pass a boolean SQL expression over the table's columns.",
         ),
     }

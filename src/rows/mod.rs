@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::{PgOid, PgTupleDesc};
 
+pub mod event;
 pub mod render;
 
 use crate::pg::cache::OidMap;

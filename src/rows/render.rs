@@ -367,12 +367,10 @@ fn refuse_unprintable_bytea(d: pg_sys::Datum) {
     // SAFETY: a non-null bytea datum.
     let size = unsafe { raw_size(d) };
     if size > (MAX_ALLOC - 3) / 2 {
-        pgrx::ereport!(
-            ERROR,
-            pgrx::PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        crate::pg::reject::program_limit(
             format!("pg_stepup: a bytea of {size} bytes is too large to audit"),
-            "Its text form (hex) would pass PostgreSQL's 1 GB limit, so no row digest can cover it. \
-             Keep values over 512 MB out of protected tables (store a reference and its digest)."
+            Some("Its text form (hex) would pass PostgreSQL's 1 GB limit, so no row digest can cover it. \
+             Keep values over 512 MB out of protected tables (store a reference and its digest)."),
         );
     }
 }

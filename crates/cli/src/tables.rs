@@ -9,9 +9,9 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use stepup_core::audit::encoding::{EntryHasher, ENTRY_FIELDS};
+use stepup_core::audit::encoding::{self, EntryHasher, ENTRY_FIELDS};
 use stepup_core::audit::export::{
-    int8, timestamptz_us, Render, TimeError, CHAIN_COLUMNS, ENTRY_RENDER, LOG_COLUMNS,
+    int8, timestamptz_us, Render, TimeError, CHAIN_COLUMNS, ENTRY_RENDER, LOG_COLUMN_NAMES,
 };
 use stepup_core::digest::Hex;
 
@@ -298,7 +298,7 @@ fn check_len(rec: &Record, want: usize, path: &Path) -> Result<(), InputError> {
 /// The export of stepup.audit_log, every entry hashed as it is read.
 pub fn read_log(path: &Path) -> Result<Log, InputError> {
     let mut reader = open(path)?;
-    let at = header(&mut reader, path, "audit_log", &LOG_COLUMNS)?;
+    let at = header(&mut reader, path, "audit_log", &LOG_COLUMN_NAMES)?;
     let mut log = Log {
         entries: HashMap::new(),
         duplicate: None,
@@ -328,7 +328,7 @@ pub fn read_log(path: &Path) -> Result<Log, InputError> {
                 (Render::Timestamptz, None) if column == "auth_time" => h.field(None),
                 (Render::Int8, _) => {
                     let n = row.int8(at[k], column)?;
-                    if k == 0 {
+                    if k == const { encoding::column("id") } {
                         id = n;
                     }
                     h.field(Some(number.format(n).as_bytes()));
@@ -340,7 +340,7 @@ pub fn read_log(path: &Path) -> Result<Log, InputError> {
             }
         }
         let entry = Entry {
-            stored: row.text(at[21]),
+            stored: row.text(at[const { encoding::column("entry_hash") }]),
             computed: h.finish(),
             linked_by: 0,
             line: rec.line,

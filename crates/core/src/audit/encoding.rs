@@ -17,31 +17,104 @@ pub const LINK_DOMAIN: &[u8] = b"pg_stepup link v1\n";
 /// The `prev_hash` of the first link.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The fields of an audit entry, in hashing order (as text; see the docs for
-/// how each column renders).
-pub const ENTRY_FIELDS: [&str; 21] = [
-    "id",
-    "at",
-    "txid",
-    "table_name",
-    "op",
-    "key",
-    "old_digest",
-    "new_digest",
-    "changed",
-    "old_values",
-    "new_values",
-    "role_name",
-    "session_role",
-    "application_name",
-    "client_addr",
-    "kid",
-    "jti",
-    "sub",
-    "acr",
-    "amr",
-    "auth_time",
-];
+/// The SQL type of a column of `stepup.audit_log`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    Int8,
+    Timestamptz,
+    Text,
+    Jsonb,
+    TextArray,
+    Inet,
+}
+
+impl ColumnType {
+    /// As Postgres' `format_type` names it.
+    pub const fn sql_name(self) -> &'static str {
+        match self {
+            ColumnType::Int8 => "bigint",
+            ColumnType::Timestamptz => "timestamp with time zone",
+            ColumnType::Text => "text",
+            ColumnType::Jsonb => "jsonb",
+            ColumnType::TextArray => "text[]",
+            ColumnType::Inet => "inet",
+        }
+    }
+}
+
+/// The one description of an audit entry: `stepup.audit_log`'s columns in
+/// order, the hashed fields in hashing order, then the hash. The writer's
+/// values and insert, the verifier's reads and the export reader all come
+/// from this table; sql/audit.sql declares the same (a #[pg_test] compares
+/// the two). How each field renders as text: docs/audit-encoding.md.
+pub const LOG_COLUMNS: [(&str, ColumnType); 22] = {
+    use ColumnType::*;
+    [
+        ("id", Int8),
+        ("at", Timestamptz),
+        ("txid", Int8),
+        ("table_name", Text),
+        ("op", Text),
+        ("key", Jsonb),
+        ("old_digest", Text),
+        ("new_digest", Text),
+        ("changed", TextArray),
+        ("old_values", Jsonb),
+        ("new_values", Jsonb),
+        ("role_name", Text),
+        ("session_role", Text),
+        ("application_name", Text),
+        ("client_addr", Inet),
+        ("kid", Text),
+        ("jti", Text),
+        ("sub", Text),
+        ("acr", Text),
+        ("amr", TextArray),
+        ("auth_time", Timestamptz),
+        ("entry_hash", Text),
+    ]
+};
+
+/// How many of [`LOG_COLUMNS`] the entry hash covers: all but the hash.
+pub const HASHED: usize = LOG_COLUMNS.len() - 1;
+
+/// The names of the hashed fields, in hashing order.
+pub const ENTRY_FIELDS: [&str; HASHED] = {
+    let mut names = [""; HASHED];
+    let mut i = 0;
+    while i < HASHED {
+        names[i] = LOG_COLUMNS[i].0;
+        i += 1;
+    }
+    names
+};
+
+/// The position of column `name` in [`LOG_COLUMNS`]. In a const context a
+/// name that is not a column does not compile.
+pub const fn column(name: &str) -> usize {
+    let mut i = 0;
+    while i < LOG_COLUMNS.len() {
+        if bytes_eq(LOG_COLUMNS[i].0.as_bytes(), name.as_bytes()) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("not a column of stepup.audit_log")
+}
+
+const fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 #[inline]
 fn field(h: &mut Sha256, value: Option<&[u8]>) {

@@ -7,18 +7,17 @@
 //! 1970-01-01 UTC, so the export must use DateStyle ISO, whose text carries
 //! the UTC offset and converts to the instant exactly.
 
-use super::encoding::ENTRY_FIELDS;
+use super::encoding::{ColumnType, HASHED, LOG_COLUMNS};
 
 /// The columns of `stepup.audit_log`, as the export's header names them:
 /// the hashed fields, then the stored hash.
-pub const LOG_COLUMNS: [&str; 22] = {
-    let mut c = [""; 22];
+pub const LOG_COLUMN_NAMES: [&str; LOG_COLUMNS.len()] = {
+    let mut c = [""; LOG_COLUMNS.len()];
     let mut i = 0;
-    while i < ENTRY_FIELDS.len() {
-        c[i] = ENTRY_FIELDS[i];
+    while i < LOG_COLUMNS.len() {
+        c[i] = LOG_COLUMNS[i].0;
         i += 1;
     }
-    c[21] = "entry_hash";
     c
 };
 
@@ -43,13 +42,18 @@ pub enum Render {
     AsIs,
 }
 
-/// [`Render`] of each field, in [`ENTRY_FIELDS`] order.
-pub const ENTRY_RENDER: [Render; 21] = {
-    let mut r = [Render::AsIs; 21];
-    r[0] = Render::Int8; // id
-    r[1] = Render::Timestamptz; // at
-    r[2] = Render::Int8; // txid
-    r[20] = Render::Timestamptz; // auth_time
+/// [`Render`] of each hashed field, in hashing order, by its type.
+pub const ENTRY_RENDER: [Render; HASHED] = {
+    let mut r = [Render::AsIs; HASHED];
+    let mut i = 0;
+    while i < HASHED {
+        r[i] = match LOG_COLUMNS[i].1 {
+            ColumnType::Int8 => Render::Int8,
+            ColumnType::Timestamptz => Render::Timestamptz,
+            _ => Render::AsIs,
+        };
+        i += 1;
+    }
     r
 };
 
@@ -236,13 +240,20 @@ mod tests {
         timestamptz_us(t.as_bytes())
     }
 
+    use crate::audit::encoding::ENTRY_FIELDS;
+
     #[test]
     fn columns() {
-        assert_eq!(LOG_COLUMNS[0], "id");
-        assert_eq!(LOG_COLUMNS[20], "auth_time");
-        assert_eq!(LOG_COLUMNS[21], "entry_hash");
+        assert_eq!(LOG_COLUMN_NAMES[0], "id");
+        assert_eq!(LOG_COLUMN_NAMES[20], "auth_time");
+        assert_eq!(LOG_COLUMN_NAMES[21], "entry_hash");
         assert_eq!(ENTRY_FIELDS[1], "at");
         assert_eq!(ENTRY_FIELDS[2], "txid");
+        assert_eq!(ENTRY_RENDER[0], Render::Int8);
+        assert_eq!(ENTRY_RENDER[1], Render::Timestamptz);
+        assert_eq!(ENTRY_RENDER[5], Render::AsIs);
+        assert_eq!(ENTRY_RENDER[20], Render::Timestamptz);
+        assert_eq!(crate::audit::encoding::column("entry_hash"), 21);
     }
 
     #[test]
