@@ -1,5 +1,5 @@
 -- pg_stepup: protecting tables. stepup.protect installs, on the target table,
--- a row guard trigger and a TRUNCATE guard (src/guard.rs) and the audit
+-- a row guard trigger and a TRUNCATE guard (src/protect/guard.rs) and the audit
 -- trigger (src/audit/trigger.rs), all ENABLE ALWAYS,
 -- and for a row_filter, RESTRICTIVE row-level security policies that call
 -- stepup.require. Event triggers refuse DDL that would weaken any of it
@@ -51,7 +51,7 @@ $$;
 
 -- Everything protect() installed that is now changed or missing (no rows
 -- when all of it is intact, or the table is gone: see guard_drop): what,
--- and what is there now (NULL: nothing). The DDL guard (src/ddl.rs)
+-- and what is there now (NULL: nothing). The DDL guard (src/protect/ddl.rs)
 -- compares these before and after a command to see what the command did.
 CREATE FUNCTION stepup.protection_gaps(target regclass, expected jsonb)
 RETURNS TABLE (object text, now text)
@@ -390,7 +390,7 @@ SELECT target, level, max_age, operations, columns, row_filter, subject_column,
   FROM stepup.protected;
 GRANT SELECT ON stepup.policies TO PUBLIC;
 
--- DDL guards (src/ddl.rs). Event triggers fire in every session, for every
+-- DDL guards (src/protect/ddl.rs). Event triggers fire in every session, for every
 -- role (superusers are checked, and allowed), also in replica mode.
 CREATE EVENT TRIGGER stepup_guard_ddl_start ON ddl_command_start EXECUTE FUNCTION stepup.guard_ddl_start();
 CREATE EVENT TRIGGER stepup_guard_ddl ON ddl_command_end EXECUTE FUNCTION stepup.guard_ddl();

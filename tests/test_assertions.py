@@ -491,7 +491,7 @@ def test_empty_methods_list_is_refused_not_any(app, holding, call):
     assert satisfied(app, "aal1", "5 minutes", None) is True
 
 
-# --- the same assertion presented again (src/present.rs, Last) ------------------------
+# --- the same assertion presented again (src/assertion/present.rs, Last) ------------------------
 
 def test_same_assertion_again_returns_the_same_claims(app, hs):
     token = hs.token()

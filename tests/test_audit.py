@@ -528,7 +528,7 @@ def test_entries_match_sql_rendering_for_awkward_types_and_names(fresh):
 
 def test_settings_free_types_render_the_same_under_any_settings(fresh):
     """A table whose column types render without reading a setting is
-    rendered without pinning settings (src/rows.rs, SETTINGS_FREE): its
+    rendered without pinning settings (src/rows/mod.rs, SETTINGS_FREE): its
     entries must still not depend on the session's settings."""
     su = fresh.connect()
     su.execute("""CREATE TABLE public.plain (id int8, part text, b bool, s int2, i int4, n numeric,
@@ -570,7 +570,7 @@ def test_settings_free_types_render_the_same_under_any_settings(fresh):
 
 
 def test_values_are_to_jsonb_of_the_row(fresh):
-    """Audit values are built column by column (src/render.rs), the commonest
+    """Audit values are built column by column (src/rows/render.rs), the commonest
     types without to_jsonb itself: each must be exactly what to_jsonb(row)
     gives, at the edges of every such type."""
     su = fresh.connect()
@@ -693,7 +693,7 @@ def test_entries_follow_renamed_tables_schemas_and_roles_within_one_session(fres
 def test_entries_of_awkward_keys_values_and_names_hash_as_the_server_prints_them(fresh):
     """The writer renders an entry's jsonb (key, old/new values) and text[]
     (changed, amr) itself, as jsonb_out and array_out print them
-    (src/pgtext.rs); verify_audit prints them with the server's functions.
+    (src/pg/pgtext.rs); verify_audit prints them with the server's functions.
     Keys of every length (jsonb orders them shortest first), strings that
     need escaping, booleans, negative integers, NULLs, and column names or
     amr values that array_out must quote must all verify."""

@@ -243,7 +243,7 @@ def test_a_column_added_to_the_log_gets_its_default(fresh):
 
 
 def test_a_renamed_log_refuses_changes_even_in_sessions_that_wrote_to_it(fresh):
-    """A backend finds the log once and keeps its OID (src/catalog.rs); a
+    """A backend finds the log once and keeps its OID (src/catalog/mod.rs); a
     session that already wrote entries must refuse its next change once the
     log is renamed, write nothing into a look-alike put in its place (not
     the extension's), and find the log again once it is renamed back.
