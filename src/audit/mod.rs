@@ -21,7 +21,7 @@ use crate::rows::render;
 use crate::rows::{self, Row};
 
 #[cfg(any(test, feature = "pg_test"))]
-pub use entry::{text_array, text_array_by_postgres, type_of as column_type};
+pub use entry::type_of as column_type;
 pub use event::record_event;
 pub use sealer::register as register_sealer;
 pub use trigger::write_entry;

@@ -19,9 +19,9 @@ use super::digest;
 use super::encoding::{column, HASHED, LOG_COLUMNS};
 use super::entry::{self, Values};
 use crate::assertion::held;
-use crate::pg::pgtext;
 use crate::pg::raw;
 use crate::pg::time::PG_EPOCH_OFFSET_US;
+use crate::pg::{pgtext, varlena};
 use crate::rows;
 use crate::rows::event::{Event, Op};
 use crate::rows::render;
@@ -70,14 +70,14 @@ pub fn write_entry(event: &Event) {
                 digest(&old),
                 digest(&new),
                 key,
-                (entry::text_array(&names), pgtext::plain_array(&names)),
+                (varlena::text_array(&names), pgtext::plain_array(&names)),
                 values(&old),
                 values(&new),
             )
         });
     let amr = claims.map(|c| {
         let amr: SmallVec<[&str; 8]> = c.amr.iter().map(String::as_str).collect();
-        (entry::text_array(&amr), pgtext::plain_array(&amr))
+        (varlena::text_array(&amr), pgtext::plain_array(&amr))
     });
     let (log, seq) = super::relations();
     // Under one guard (raw.rs): an error (the id sequence at its maximum)
@@ -107,7 +107,7 @@ pub fn write_entry(event: &Event) {
     });
     let (role, session_role) = (role_name(user), role_name(session_user));
     let [table, op, old_digest, new_digest, role, session_role, application, kid, jti, sub, acr] =
-        entry::text_datums([
+        varlena::text_datums([
             Some(&shape.name),
             Some(op.name()),
             old_digest.as_deref(),
@@ -165,7 +165,7 @@ pub fn write_entry(event: &Event) {
     let hash = entry::hash_known(&values, &known);
     let mut row: Entry = [None; LOG_COLUMNS.len()];
     row[..HASHED].copy_from_slice(&values);
-    [row[at!("entry_hash")]] = entry::text_datums([Some(hash.as_str())]);
+    [row[at!("entry_hash")]] = varlena::text_datums([Some(hash.as_str())]);
     append(log, &row);
 }
 

@@ -10,7 +10,7 @@ use super::encoding::{ENTRY_FIELDS, GENESIS};
 use super::entry::{self, Values};
 use crate::catalog::owner;
 use crate::pg::jsonb::JsonbArg;
-use crate::pg::reject;
+use crate::pg::{reject, varlena};
 use std::sync::OnceLock;
 
 /// Each link with the stored columns of the entry it names, in the order
@@ -204,7 +204,7 @@ fn walk_chain(want: Option<Head>) -> (i64, Option<Bad>) {
                             let col = |n: usize| (!nulls[n]).then_some(datums[n]);
                             let int8 = |n: usize| col(n).map_or(0, |d| d.value() as i64);
                             let text =
-                                |n: usize| col(n).map(|d| entry::text(d)).unwrap_or_default();
+                                |n: usize| col(n).map(|d| varlena::text(d)).unwrap_or_default();
                             let link_hash = text(4);
                             let fields_hash = col(6).map(|_| {
                                 let mut values: Values = [None; ENTRY_FIELDS.len()];
@@ -213,7 +213,7 @@ fn walk_chain(want: Option<Head>) -> (i64, Option<Bad>) {
                                 }
                                 entry::hash(&values)
                             });
-                            let stored = col(5).map(|d| entry::text(d));
+                            let stored = col(5).map(|d| varlena::text(d));
                             let link = Link {
                                 seq: int8(0),
                                 entry_id: int8(1),

@@ -3,7 +3,7 @@
 //! construct_md_array and CopyArrayEls). An audit entry holds two (changed
 //! columns, amr): laid out here, each is one allocation and no guard, where
 //! packing the elements and construct_array were a guarded call each.
-//! `tests.rs` checks every form against construct_array.
+//! varlena.rs builds the datum and checks every form against construct_array.
 //!
 //! Layout: a varlena header; ndim, dataoffset (0: no NULL bitmap) and the
 //! element type as int32; the dimension and lower bound (1); padding to 8

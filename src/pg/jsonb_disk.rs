@@ -4,7 +4,8 @@
 //! `int64_to_numeric` makes them (numeric.c, make_result). The audit writes
 //! each entry's key and old/new values this way, without Postgres' builder
 //! and its numeric conversions, which cost more for every entry.
-//! `tests.rs` checks every form against Postgres' own builder.
+//! rows/render.rs checks every form against Postgres' own builder (a
+//! pg_test).
 //!
 //! Layout: a varlena header; a uint32 container header (pair count |
 //! object flag); one uint32 JEntry per key, then per value (type bits and

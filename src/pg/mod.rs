@@ -16,3 +16,4 @@ pub mod reject;
 pub mod settings;
 pub mod time;
 pub mod utility;
+pub mod varlena;

@@ -15,6 +15,7 @@ use crate::pg::jsonb;
 use crate::pg::jsonb_disk;
 use crate::pg::pgtext::{self, Scalar};
 use crate::pg::raw;
+use crate::pg::varlena::packed;
 use crate::rows::{self, pinned, Column, Row, Values};
 
 /// Runs `f`, which renders rows of `rel`, so that the text is the same
@@ -181,20 +182,6 @@ pub fn utf8(bytes: &[u8]) -> Cow<'_, [u8]> {
     match String::from_utf8_lossy(bytes) {
         Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
         Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-    }
-}
-
-/// A varlena datum to read in place: detoasted (a guarded call) only if it
-/// is compressed or stored out of line, as pg_detoast_datum_packed decides.
-///
-/// # Safety
-/// `d` is a non-null varlena datum.
-pub unsafe fn packed(d: pg_sys::Datum) -> *mut pg_sys::varlena {
-    let p = d.cast_mut_ptr::<pg_sys::varlena>();
-    if pgrx::varlena::varatt_is_4b_c(p) || pgrx::varlena::varatt_is_1b_e(p) {
-        pg_sys::pg_detoast_datum_packed(p)
-    } else {
-        p
     }
 }
 
@@ -636,4 +623,104 @@ thread_local! {
     static OUTPUT: RefCell<OidMap<Box<pg_sys::FmgrInfo>>> = RefCell::new(OidMap::default());
     static TO_JSONB: RefCell<OidMap<Box<pg_sys::FmgrInfo>>> = RefCell::new(OidMap::default());
     static TYPLEN: RefCell<OidMap<i16>> = RefCell::new(OidMap::default());
+}
+
+/// The fast path (jsonb_disk.rs) against Postgres' own jsonb builder.
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    /// The audit's jsonb values, laid out by jsonb_disk.rs, are byte for
+    /// byte what Postgres' builder makes of the same pairs.
+    #[pg_test]
+    fn jsonb_objects_are_laid_out_as_postgres_builds_them() {
+        use crate::pg::pgtext::{sort_keys, Scalar};
+        let ints = [
+            0,
+            1,
+            -1,
+            9,
+            9999,
+            10_000,
+            -10_000,
+            10_001,
+            99_990_000,
+            100_000_000,
+            1_000_000_000_000,
+            i64::from(i32::MIN),
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+            i64::MIN + 1,
+            -9_223_372_036_854_770_000,
+        ];
+        let long = "é".repeat(1500);
+        let strings: [&[u8]; 6] = [
+            b"",
+            b"x",
+            "€😀".as_bytes(),
+            b"q\"\\\n",
+            long.as_bytes(),
+            b"null",
+        ];
+        let mut objects: Vec<Vec<(Vec<u8>, Scalar)>> = vec![vec![]];
+        for n in ints {
+            objects.push(vec![(b"id".to_vec(), Scalar::Int(n))]);
+            // After a key of each length mod 4: every padding of the numeric.
+            for k in 1..=4 {
+                objects.push(vec![
+                    (vec![b'k'; k], Scalar::Str(b"ab")),
+                    (b"n".to_vec(), Scalar::Int(n)),
+                ]);
+            }
+        }
+        for s in strings {
+            objects.push(vec![(b"s".to_vec(), Scalar::Str(s))]);
+        }
+        objects.push(vec![
+            (b"amount".to_vec(), Scalar::Int(-42)),
+            (b"t".to_vec(), Scalar::Bool(true)),
+            (b"f".to_vec(), Scalar::Bool(false)),
+            (b"gone".to_vec(), Scalar::Null),
+            ("ключ".as_bytes().to_vec(), Scalar::Str(b"v")),
+            (b"Z".to_vec(), Scalar::Str(b"")),
+        ]);
+        // Past the 32-entry stride (keys and values count alike), mixed.
+        for n in [16, 17, 33, 70] {
+            objects.push(
+                (0..n)
+                    .map(|i| {
+                        let v = match i % 4 {
+                            0 => Scalar::Int(i as i64 * 12_345),
+                            1 => Scalar::Str(b"abc"),
+                            2 => Scalar::Null,
+                            _ => Scalar::Bool(i % 8 == 3),
+                        };
+                        (
+                            format!("c{}", "x".repeat(i % 7) + &i.to_string()).into_bytes(),
+                            v,
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        for object in &objects {
+            let mut pairs: Vec<(&[u8], Scalar)> =
+                object.iter().map(|(k, v)| (k.as_slice(), *v)).collect();
+            sort_keys(&mut pairs);
+            let ours = crate::pg::jsonb_disk::object(&pairs)
+                .expect("fits a jsonb")
+                .to_vec();
+            assert_eq!(
+                ours,
+                super::object_by_postgres(&pairs),
+                "{:?}",
+                object
+                    .iter()
+                    .map(|(k, _)| String::from_utf8_lossy(k))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
 }
