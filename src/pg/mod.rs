@@ -6,6 +6,7 @@
 
 pub mod array_disk;
 pub mod cache;
+pub mod heap;
 pub mod jsonb;
 pub mod jsonb_disk;
 pub mod names;
