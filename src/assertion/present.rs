@@ -4,12 +4,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use pgrx::callconv::{Arg, ArgAbi};
-use pgrx::nullable::Nullable;
 use pgrx::prelude::*;
 
 use crate::assertion::held::{self, Held, Scope};
 use crate::catalog;
+use crate::pg::args::TextBytes;
 use crate::pg::jsonb::Jsonb;
 use crate::pg::raise::{raise, LogFields};
 use crate::pg::reject;
@@ -127,41 +126,3 @@ fn current() -> Option<Jsonb> {
 fn clear() {
     held::set(None);
 }
-
-/// A `text` argument as its bytes. pgrx's `&str` panics (XX000, with the
-/// statement, and so the assertion, in the server log) on text that is not
-/// UTF-8, which a SQL_ASCII database can hold; present() refuses it as SU002.
-pub struct TextBytes<'a>(&'a [u8]);
-
-impl FromDatum for TextBytes<'_> {
-    unsafe fn from_polymorphic_datum(
-        datum: pg_sys::Datum,
-        is_null: bool,
-        _: pg_sys::Oid,
-    ) -> Option<Self> {
-        if is_null || datum.is_null() {
-            return None;
-        }
-        // SAFETY: a non-null text datum; detoasted (if needed) into the
-        // function's memory context, which outlives the call.
-        unsafe {
-            let varlena = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-            Some(TextBytes(pgrx::varlena::varlena_to_byte_slice(varlena)))
-        }
-    }
-}
-
-// SAFETY: unboxed with FromDatum from a `text` argument, as pgrx does for &str.
-unsafe impl<'fcx> ArgAbi<'fcx> for TextBytes<'fcx> {
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        // SAFETY: the caller's contract (the argument is non-null text).
-        unsafe { arg.unbox_arg_using_from_datum() }.expect("argument must not be null")
-    }
-
-    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-        // SAFETY: the caller's contract (the argument is text).
-        unsafe { arg.unbox_arg_using_from_datum() }.into()
-    }
-}
-
-pgrx::impl_sql_translatable!(TextBytes<'_>, "text");

@@ -22,6 +22,7 @@ pub mod owner;
 pub mod policy;
 
 use crate::pg::cache::{on_relcache_change, NameMap, OidMap};
+use crate::pg::reject;
 use crate::pg::time::timestamp_us;
 use policy::Policy;
 use std::sync::Arc;
@@ -107,7 +108,12 @@ pub fn forget() {
 fn catalog_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, AllocatedByPostgres>>, pgrx::PgTriggerError> {
-    let relid = trigger.relid()?;
+    let relid = trigger.relid().unwrap_or_else(|e| {
+        reject::internal(
+            format!("pg_stepup: catalog_changed: {e}"),
+            "It is a statement trigger on the extension's catalog tables; do not call it otherwise.",
+        )
+    });
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
     Ok(None)
 }

@@ -205,7 +205,8 @@ impl FromDatum for JsonbArg {
 unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArg {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         // SAFETY: the caller's contract (the argument is non-null jsonb).
-        unsafe { arg.unbox_arg_using_from_datum() }.expect("argument must not be null")
+        unsafe { arg.unbox_arg_using_from_datum() }
+            .unwrap_or_else(|| super::args::null_for_strict())
     }
 
     unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {

@@ -4,6 +4,7 @@
 //! raising SQLSTATEs. Nothing here knows about assertions, policies or the
 //! audit; everything above calls down into it.
 
+pub mod args;
 pub mod array_disk;
 pub mod cache;
 pub mod heap;
