@@ -161,6 +161,10 @@ make_root() {
     mkdir -p "$new/etc/postgresql-common/createcluster.d"
     echo "create_main_cluster = false" > "$new/etc/postgresql-common/createcluster.d/pg_stepup.conf"
     copy_host_config "$new"
+    # sid's Release carries a Valid-Until a week after it was made; a mirror
+    # that serves a snapshot of it (signatures intact, but older than that
+    # week) is refused by apt as "expired" without this.
+    echo 'Acquire::Check-Valid-Until "false";' > "$new/etc/apt/apt.conf.d/99pg_stepup-snapshot"
     echo "== pgroot: apt-get install ${packages[*]}"
     if ! in_root "$new" sh -c 'apt-get update -qq &&
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" &&
