@@ -105,6 +105,9 @@ unsafe fn direct(relid: pg_sys::Oid, e: &Entry) -> bool {
             false,
             std::ptr::null_mut(),
             std::ptr::null_mut(),
+            // onlySummarizing (17 on): false, every index, as before 17.
+            #[cfg(any(feature = "pg17", feature = "pg18"))]
+            false,
         );
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         // Only deferred constraints ask for a recheck, and those were excluded.
@@ -299,7 +302,12 @@ unsafe fn layout(rel: pg_sys::Relation) -> Option<Layout> {
     let natts = usize::try_from(desc.natts)
         .ok()
         .filter(|n| *n <= MAX_ATTS)?;
+    #[cfg(not(feature = "pg18"))]
     let attrs = desc.attrs.as_slice(natts);
+    // PostgreSQL 18 has no attrs array: the pg_attribute rows follow the
+    // compact attributes, reached through TupleDescAttr.
+    #[cfg(feature = "pg18")]
+    let attrs = (0..natts).map(|i| &*pg_sys::TupleDescAttr((*rel).rd_att, i as std::ffi::c_int));
     let mut l = Layout {
         relid: (*rel).rd_id,
         natts,
