@@ -99,7 +99,9 @@ inside() {
     bind "$HOME/.rustup" "$r/root/.rustup" ro
     bind "$HOME/.cargo" "$r/root/.cargo"
     bind "$ROOT" "$r/src"
+    # Name resolution as on the host (sudo looks up the host name).
     cp /etc/resolv.conf "$r/etc/resolv.conf"
+    cp /etc/hosts "$r/etc/hosts"
 
     # The chroot gets a clean environment; what reaching the package
     # registries may need (proxies, CA bundles) is passed on.
@@ -195,30 +197,34 @@ ensure_root() {
     make_root
 }
 
-cmd=${1:-make}
-[ $# -eq 0 ] || shift
-if [ "$cmd" = __inside ]; then
-    inside "$@"
-fi
-mirror=$(debian_mirror)
+# All of it in one function, read before it runs: editing this file while
+# a run waits on its root does not change what the run does next.
+main() {
+    cmd=${1:-make}
+    [ $# -eq 0 ] || shift
+    if [ "$cmd" = __inside ]; then
+        inside "$@"
+    fi
+    mirror=$(debian_mirror)
 
-mkdir -p "$roots"
-exec 9>"$roots/pg$ver.lock"
-if ! flock -n 9; then
-    echo "== pgroot: waiting for another run using $dir"
-    flock 9
-fi
-case "$cmd" in
-make) ensure_root ;;
-rebuild) remove_root "$dir"; make_root ;;
-path) echo "$dir" ;;
-run)
-    [ $# -ge 1 ] || usage
-    ensure_root
-    [ -d "$HOME/.rustup" ] && [ -x "$HOME/.cargo/bin/cargo" ] ||
-        die "no Rust toolchain in $HOME/.rustup and $HOME/.cargo on the host"
-    cp /etc/resolv.conf "$dir/etc/resolv.conf"
-    in_root "$dir" "$@"
-    ;;
-*) usage ;;
-esac
+    mkdir -p "$roots"
+    exec 9>"$roots/pg$ver.lock"
+    if ! flock -n 9; then
+        echo "== pgroot: waiting for another run using $dir"
+        flock 9
+    fi
+    case "$cmd" in
+    make) ensure_root ;;
+    rebuild) remove_root "$dir"; make_root ;;
+    path) echo "$dir" ;;
+    run)
+        [ $# -ge 1 ] || usage
+        ensure_root
+        [ -d "$HOME/.rustup" ] && [ -x "$HOME/.cargo/bin/cargo" ] ||
+            die "no Rust toolchain in $HOME/.rustup and $HOME/.cargo on the host"
+        in_root "$dir" "$@"
+        ;;
+    *) usage ;;
+    esac
+}
+main "$@"; exit
