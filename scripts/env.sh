@@ -1,10 +1,17 @@
 # Shared settings for the scripts; sourced, not run.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_MAJOR=15
+if [ -n "${STEPUP_IN_PGROOT:-}" ]; then
+    # Inside a root made by scripts/pgroot.sh for PostgreSQL 17 or 18. Its
+    # python3 is not the host's: its venv lives in the root, not the tree.
+    PG_MAJOR=$STEPUP_IN_PGROOT
+    VENV=/var/cache/stepup-venv
+else
+    PG_MAJOR=15
+    VENV=$ROOT/.venv
+fi
 PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PG_BIN/pg_config
 PGRX_VERSION=0.18.1
-VENV=$ROOT/.venv
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
 export PATH="$HOME/.cargo/bin:$PATH"
 

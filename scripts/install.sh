@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds pg_stepup and installs it into the system PostgreSQL 15.
+# Builds pg_stepup and installs it into the system PostgreSQL 15 (inside a
+# root of scripts/pgroot.sh: that root's PostgreSQL 17 or 18).
 #   install.sh [--release]
 set -euo pipefail
 source "$(dirname "$0")/env.sh"

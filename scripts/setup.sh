@@ -18,6 +18,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+if [ ! -f "$("$PG_CONFIG" --includedir-server 2>/dev/null)/postgres.h" ]; then
+    echo "setup: no PostgreSQL $PG_MAJOR server headers behind $PG_CONFIG; install postgresql-server-dev-$PG_MAJOR" >&2
+    exit 1
+fi
+
 if ! command -v cargo >/dev/null; then
     echo "setup: cargo not found; install Rust (rustup) first" >&2
     exit 1

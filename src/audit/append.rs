@@ -155,7 +155,12 @@ unsafe fn layout(rel: pg_sys::Relation) -> Option<Layout> {
     let natts = usize::try_from(desc.natts)
         .ok()
         .filter(|n| *n <= MAX_ATTS)?;
+    #[cfg(not(feature = "pg18"))]
     let attrs = desc.attrs.as_slice(natts);
+    // PostgreSQL 18 has no attrs array: the pg_attribute rows follow the
+    // compact attributes, reached through TupleDescAttr.
+    #[cfg(feature = "pg18")]
+    let attrs = (0..natts).map(|i| &*pg_sys::TupleDescAttr((*rel).rd_att, i as std::ffi::c_int));
     let mut l = Layout {
         relid: (*rel).rd_id,
         natts,

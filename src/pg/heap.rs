@@ -60,6 +60,9 @@ pub unsafe fn insert(
             false,
             std::ptr::null_mut(),
             std::ptr::null_mut(),
+            // onlySummarizing (17 on): false, every index, as before 17.
+            #[cfg(any(feature = "pg17", feature = "pg18"))]
+            false,
         );
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         // Only deferred constraints ask for a recheck, and those were excluded.

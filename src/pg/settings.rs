@@ -54,13 +54,8 @@ pub fn define() {
         GucFlags::UNIT_S,
     );
     // Any other stepup.* name is an error, not a silently kept placeholder.
-    #[cfg(not(any(feature = "pg13", feature = "pg14")))]
     unsafe {
         pg_sys::MarkGUCPrefixReserved(c"stepup".as_ptr());
-    }
-    #[cfg(any(feature = "pg13", feature = "pg14"))]
-    unsafe {
-        pg_sys::EmitWarningsOnPlaceholders(c"stepup".as_ptr());
     }
 }
 
