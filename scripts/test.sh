@@ -60,6 +60,9 @@ else
     cargo clippy --all-targets --no-default-features --features "pg$PG_MAJOR pg_test" -q -- -D warnings
 fi
 
+echo "== the Postgres functions the extension declares itself, against PostgreSQL $PG_MAJOR's headers"
+"$ROOT/scripts/declarations.sh" "$PG_CONFIG"
+
 echo "== cargo pgrx test (unit tests and #[pg_test])"
 # As postgres in both cases: initdb refuses root, and with --runas pgrx
 # installs into the system PostgreSQL with sudo when not root.

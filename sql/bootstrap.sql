@@ -98,13 +98,14 @@ CREATE TABLE stepup.protected (
     state          jsonb NOT NULL DEFAULT '{}',
     created_at     timestamptz NOT NULL DEFAULT now(),
     -- The policy follows the data, not its names: the attribute numbers of
-    -- `columns` and `subject_column`, the row filter as Postgres parsed it
-    -- once (pg_node_tree text: columns by number, constants already read),
-    -- and every column the policy names or reads (the DDL guard refuses a
-    -- rename or type change of those without step-up).
+    -- `columns` and `subject_column`, and every column the policy names or
+    -- reads (the DDL guard refuses a rename or type change of those without
+    -- step-up). The row filter as Postgres parsed it once (columns by
+    -- number, constants already read) is the table's policy stepup_filter
+    -- (protect.sql). Read by name (catalog/policy.rs): an updated
+    -- installation may hold dropped columns between these.
     column_attnums int2[],
     subject_attnum int2,
-    filter_expr    text,
     watched        int2[] NOT NULL DEFAULT '{}'
 );
 REVOKE ALL ON stepup.protected FROM PUBLIC;

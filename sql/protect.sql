@@ -39,7 +39,8 @@ SELECT jsonb_build_object(
                            quote_ident(c.relname) || '.*', '$row')))
           FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
          WHERE p.polrelid = target
-           AND p.polname IN ('stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner')), '{}'),
+           AND p.polname IN ('stepup_filter', 'stepup_insert', 'stepup_update', 'stepup_open',
+                             'stepup_owner')), '{}'),
     -- Every column the policy names or reads, by number: a rename, a type
     -- change or a drop of one of them shows here.
     'columns', coalesce((
@@ -166,7 +167,7 @@ BEGIN
         RETURNING p.rls_before INTO before;
     EXECUTE format('DROP TRIGGER IF EXISTS stepup_guard ON %s', target);
     EXECUTE format('DROP TRIGGER IF EXISTS stepup_guard_truncate ON %s', target);
-    FOREACH pol IN ARRAY ARRAY['stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner'] LOOP
+    FOREACH pol IN ARRAY ARRAY['stepup_filter', 'stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner'] LOOP
         EXECUTE format('DROP POLICY IF EXISTS %I ON %s', pol, target);
     END LOOP;
     IF before = 'off' THEN
@@ -301,12 +302,17 @@ BEGIN
     SELECT a.attnum INTO subject_num FROM pg_attribute a
      WHERE a.attrelid = target AND a.attname = subject_column AND a.attnum > 0 AND NOT a.attisdropped;
     IF row_filter IS NOT NULL THEN
-        -- Postgres parses the filter as a policy expression (boolean, no
-        -- aggregates); the parse tree is kept and the policy dropped again.
-        EXECUTE format('CREATE POLICY stepup_parse ON %s AS PERMISSIVE FOR SELECT USING (%s)', target, row_filter);
+        -- Postgres parses the filter once, as the expression of a policy
+        -- that stays on the table and never limits a read (`true OR
+        -- (filter)`, folded to true when a query is planned). Postgres keeps
+        -- that tree as it keeps the table's own policies: it follows
+        -- renames, and pg_dump, pg_restore and pg_upgrade carry it, where a
+        -- tree kept by the extension would hold the OIDs and the node format
+        -- of the database and the version it was made in.
+        EXECUTE format('CREATE POLICY stepup_filter ON %s AS RESTRICTIVE FOR SELECT USING (true OR (%s))',
+                       target, row_filter);
         SELECT pol.polqual::text INTO parsed FROM pg_policy pol
-         WHERE pol.polrelid = target AND pol.polname = 'stepup_parse';
-        EXECUTE format('DROP POLICY stepup_parse ON %s', target);
+         WHERE pol.polrelid = target AND pol.polname = 'stepup_filter';
         read_nums := stepup.filter_columns(parsed);
     END IF;
     -- A change bound by its digest names its row by primary key: changing
@@ -357,10 +363,10 @@ BEGIN
 
     INSERT INTO stepup.protected AS p (target, level, max_age, operations, columns, row_filter,
                                        subject_column, one_time, bind_change, methods, rls_before,
-                                       column_attnums, subject_attnum, filter_expr, watched)
+                                       column_attnums, subject_attnum, watched)
     VALUES (target, level, max_age, ops, columns, row_filter,
             subject_column, one_time, bind_change, methods, rls_before,
-            col_nums, subject_num, parsed,
+            col_nums, subject_num,
             ARRAY(SELECT DISTINCT n FROM unnest(coalesce(col_nums, '{}') || coalesce(read_nums, '{}')
                                                 || coalesce(key_nums, '{}') || ARRAY[subject_num]) AS n
                    WHERE n IS NOT NULL ORDER BY n));

@@ -37,7 +37,11 @@ SELECT 'relation ' || c.oid::regclass || ' kind=' || c.relkind::text || ' rls=' 
        || ' view=' || coalesce(md5(pg_get_viewdef(c.oid)), '-')
   FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
 UNION ALL
-SELECT 'column ' || c.oid::regclass || '.' || a.attname || ' #' || a.attnum || ' '
+SELECT 'column ' || c.oid::regclass || '.' || a.attname
+       -- The position among the live columns: an update drops columns
+       -- where a fresh install never had them.
+       || ' #' || (SELECT count(*) FROM pg_attribute l WHERE l.attrelid = a.attrelid AND l.attnum > 0
+                     AND NOT l.attisdropped AND l.attnum <= a.attnum) || ' '
        || format_type(a.atttypid, a.atttypmod) || ' notnull=' || a.attnotnull::text
        || ' default=' || coalesce(pg_get_expr(ad.adbin, ad.adrelid), '-')
   FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
@@ -120,6 +124,12 @@ def test_update_from_0_1_0_with_data_in_place(databases):
     app.execute("INSERT INTO bank.payouts VALUES (1, 'DE00', 10), (2, 'DE01', 20000)")
     app.commit()
     su.execute("SELECT stepup.protect('bank.payouts', columns => '{iban}', one_time => true)")
+    # A row filter: 0.1.0 kept its parse tree in stepup.protected; 0.2.0
+    # keeps it in the table's policy stepup_filter.
+    app.execute("CREATE TABLE bank.limits (id int PRIMARY KEY, amount numeric)")
+    app.execute("INSERT INTO bank.limits VALUES (1, 10), (2, 50000)")
+    app.commit()
+    su.execute("SELECT stepup.protect('bank.limits', row_filter => 'amount >= 10000')")
     for i, iban in enumerate(["DE10", "DE11"]):
         app.execute("SELECT stepup.present(%s)", [hs256_token(secret, "old-hs", old, jti=f"before-{i}")])
         app.execute("UPDATE bank.payouts SET iban = %s WHERE id = 1", [iban])
@@ -151,6 +161,16 @@ def test_update_from_0_1_0_with_data_in_place(databases):
     app.execute("SELECT stepup.present(%s)", [hs256_token(secret, "old-hs", old)])
     app.execute("UPDATE bank.payouts SET iban = 'DE12' WHERE id = 1")
     app.commit()
+    # The row filter protects the same rows after the update.
+    assert scalar(su, "SELECT count(*) FROM pg_policy WHERE polrelid = 'bank.limits'::regclass "
+                      "AND polname = 'stepup_filter'") == 1
+    expect_error(app, "UPDATE bank.limits SET amount = 1 WHERE id = 2", None, "SU001")
+    app.rollback()
+    expect_error(app, "UPDATE bank.limits SET amount = 20000 WHERE id = 1", None, "SU001")
+    app.rollback()
+    app.execute("UPDATE bank.limits SET amount = 11 WHERE id = 1")
+    app.commit()
+    entries_before += 1
     # 0.2.0's additions work on the updated database.
     su.execute("SELECT stepup.define_issuer('https://idp.example', level_claim => 'acrs')")
     assert scalar(su, "SELECT level_claim FROM stepup.issuers") == "acrs"

@@ -2,8 +2,6 @@
 //! `stepup.protected` (sql/protect.sql). Columns are held by attribute
 //! number, so a rename never moves the policy onto other data.
 
-use std::num::NonZeroUsize;
-
 use pgrx::datum::Interval;
 use pgrx::prelude::*;
 
@@ -21,8 +19,9 @@ pub struct Policy {
     /// every column the row filter reads. False: every UPDATE.
     pub only_columns: bool,
     pub gating: Vec<usize>,
-    /// The row filter as parsed at protect time (filter.rs).
-    pub filter_expr: Option<String>,
+    /// Has a row filter: the table's policy stepup_filter holds it as
+    /// Postgres parsed it (protect/filter.rs).
+    pub row_filter: bool,
     /// The subject column's current name (for messages) and index.
     pub subject_column: Option<String>,
     pub subject: Option<usize>,
@@ -53,56 +52,46 @@ impl Policy {
     }
 }
 
-fn att(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
-}
-
 /// One row of `stepup.protected`; None for a row protect() could not have
 /// written (the table then fails closed: see guard.rs).
-/// `target` is the raw first column (a regclass: an Oid).
+/// `target` is the raw first column (a regclass: an Oid). Columns are read
+/// by name: an installation updated from an earlier version may hold
+/// dropped columns between them.
 pub fn read(
     row: &PgHeapTuple<'_, AllocatedByPostgres>,
     target: pg_sys::Datum,
 ) -> Option<(pg_sys::Oid, Policy)> {
     let relid = pg_sys::Oid::from(u32::try_from(target.value()).ok()?);
-    let list = |n| -> Vec<String> {
-        match row.get_by_index::<pgrx::Array<'_, String>>(att(n)) {
+    let list = |name| -> Vec<String> {
+        match row.get_by_name::<pgrx::Array<'_, String>>(name) {
             Ok(Some(a)) => a.iter().flatten().collect(),
             _ => Vec::new(),
         }
     };
     // 1-based attribute numbers as 0-based indexes; 0 (the whole row) as None.
     let index = |n: i16| usize::try_from(n).ok().and_then(|n| n.checked_sub(1));
-    let watched: Vec<i16> = match row.get_by_index::<pgrx::Array<'_, i16>>(att(17)) {
+    let watched: Vec<i16> = match row.get_by_name::<pgrx::Array<'_, i16>>("watched") {
         Ok(Some(a)) => a.iter().flatten().collect(),
         _ => Vec::new(),
     };
-    let subject_attnum = row.get_by_index::<i16>(att(15)).ok()?;
-    let operations = list(4)
+    let subject_attnum = row.get_by_name::<i16>("subject_attnum").ok()?;
+    let operations = list("operations")
         .iter()
         .map(|s| Op::parse(s))
         .collect::<Option<Vec<Op>>>()?;
     let policy = Policy {
-        level: row.get_by_index::<String>(att(2)).ok()??,
-        max_age_us: crate::pg::time::interval_us(row.get_by_index::<Interval>(att(3)).ok()??),
+        level: row.get_by_name::<String>("level").ok()??,
+        max_age_us: crate::pg::time::interval_us(row.get_by_name::<Interval>("max_age").ok()??),
         operations,
         // A whole-row reference in the filter: any change may move the row.
-        only_columns: !list(5).is_empty() && !watched.contains(&0),
+        only_columns: !list("columns").is_empty() && !watched.contains(&0),
         gating: watched.iter().filter_map(|&n| index(n)).collect(),
-        // A filter whose parse is missing counts every row as inside.
-        filter_expr: match row.get_by_index::<String>(att(6)).ok()? {
-            None => None,
-            Some(_) => Some(
-                row.get_by_index::<String>(att(16))
-                    .ok()?
-                    .unwrap_or_default(),
-            ),
-        },
-        subject_column: row.get_by_index::<String>(att(7)).ok()?,
+        row_filter: row.get_by_name::<String>("row_filter").ok()?.is_some(),
+        subject_column: row.get_by_name::<String>("subject_column").ok()?,
         subject: subject_attnum.and_then(index),
-        one_time: row.get_by_index::<bool>(att(8)).ok()??,
-        bind_change: row.get_by_index::<bool>(att(9)).ok()??,
-        methods: list(10),
+        one_time: row.get_by_name::<bool>("one_time").ok()??,
+        bind_change: row.get_by_name::<bool>("bind_change").ok()??,
+        methods: list("methods"),
     };
     Some((relid, policy))
 }

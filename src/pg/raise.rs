@@ -7,6 +7,7 @@
 //! that owns memory has been dropped: `errfinish` longjmps straight back into
 //! Postgres and runs no destructors.
 
+use pgrx::pg_sys;
 use std::ffi::{c_char, c_int, CString};
 
 /// The contract's SQLSTATEs (DESIGN section 6).
@@ -80,20 +81,26 @@ pub const fn make_sqlstate(s: &[u8; 5]) -> c_int {
     code
 }
 
-// Postgres' elog.h levels (stable since PostgreSQL 12 for these two).
-const LOG: c_int = 15;
-const ERROR: c_int = 21;
+// Postgres' elog.h levels, as this version's headers define them (pgrx
+// names ERROR PGERROR).
+const LOG: c_int = pg_sys::LOG as c_int;
+const ERROR: c_int = pg_sys::PGERROR as c_int;
 
+// Not in pgrx's bindings (pgrx raises through its own ereport): checked
+// against each version's headers by scripts/declarations.sh.
 unsafe extern "C-unwind" {
     fn errstart(elevel: c_int, domain: *const c_char) -> bool;
     fn errcode(sqlerrcode: c_int) -> c_int;
     fn errmsg(fmt: *const c_char, ...) -> c_int;
     fn errdetail(fmt: *const c_char, ...) -> c_int;
     fn errhint(fmt: *const c_char, ...) -> c_int;
-    fn errhidestmt(hide: bool) -> c_int;
     fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
-    fn GetUserNameFromId(roleid: u32, noerr: bool) -> *mut c_char;
-    fn GetUserId() -> u32;
+}
+
+super::unguarded! {
+    fn errhidestmt(hide_stmt: bool) -> c_int;
+    fn GetUserNameFromId(roleid: pg_sys::Oid, noerr: bool) -> *mut c_char;
+    fn GetUserId() -> pg_sys::Oid;
 }
 
 /// Writes the LOG line and raises the ERROR. Never returns.

@@ -16,12 +16,17 @@ use pgrx::pg_sys::{
     SubTransactionId, TimestampTz, TupleDesc, LOCKMODE,
 };
 
-unsafe extern "C-unwind" {
+super::unguarded! {
     pub fn RelationGetIndexList(relation: Relation) -> *mut List;
     pub fn index_open(relation_id: Oid, lockmode: LOCKMODE) -> Relation;
     pub fn index_close(relation: Relation, lockmode: LOCKMODE);
     pub fn heap_attisnull(tup: HeapTuple, attnum: c_int, desc: TupleDesc) -> bool;
+    #[cfg(feature = "pg15")]
     pub fn heap_form_tuple(desc: TupleDesc, values: *mut Datum, isnull: *mut bool) -> HeapTuple;
+    // The arrays are const from PostgreSQL 17.
+    #[cfg(not(feature = "pg15"))]
+    pub fn heap_form_tuple(desc: TupleDesc, values: *const Datum, isnull: *const bool)
+        -> HeapTuple;
     pub fn GetCurrentCommandId(used: bool) -> CommandId;
     pub fn heap_insert(
         relation: Relation,
@@ -50,14 +55,17 @@ unsafe extern "C-unwind" {
     pub fn JsonbValueToJsonb(val: *mut JsonbValue) -> *mut Jsonb;
     pub fn int64_to_numeric(val: i64) -> Numeric;
     pub fn OutputFunctionCall(flinfo: *mut FmgrInfo, val: Datum) -> *mut c_char;
-
-    /// Not in pgrx's bindings at all.
-    pub fn nextval_internal(relid: Oid, check_permissions: bool) -> i64;
     pub fn GetCurrentTimestamp() -> TimestampTz;
     pub fn GetTopFullTransactionId() -> FullTransactionId;
     pub fn GetUserId() -> Oid;
     pub fn GetSessionUserId() -> Oid;
     pub fn inet_client_addr(fcinfo: FunctionCallInfo) -> Datum;
+}
+
+// Not in pgrx's bindings: checked against each version's headers by
+// scripts/declarations.sh.
+unsafe extern "C-unwind" {
+    pub fn nextval_internal(relid: Oid, check_permissions: bool) -> i64;
 }
 
 /// Runs `block` under one guard: an error raised in it becomes a Rust panic
@@ -73,7 +81,7 @@ pub unsafe fn guarded<T>(block: impl FnOnce() -> T) -> T {
 // Functions that raise no error, read in their source (PG 15): no ereport
 // or elog path for the arguments given here. Called without a guard, each
 // costs a call, not a sigsetjmp and a thread check (~100 instructions).
-unsafe extern "C-unwind" {
+super::unguarded! {
     fn MemoryContextAllocExtended(context: MemoryContext, size: Size, flags: c_int) -> *mut c_void;
     fn GetCurrentSubTransactionId() -> SubTransactionId;
 }

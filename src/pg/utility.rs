@@ -11,7 +11,7 @@ use pgrx::pg_sys;
 static mut PREV: pg_sys::ProcessUtility_hook_type = None;
 static mut ON_DISCARD_ALL: Option<fn()> = None;
 
-unsafe extern "C-unwind" {
+super::unguarded! {
     fn standard_ProcessUtility(
         pstmt: *mut pg_sys::PlannedStmt,
         query: *const std::ffi::c_char,

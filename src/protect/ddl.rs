@@ -187,8 +187,8 @@ fn after_drop() -> Option<Rejection> {
                         OPERATOR(pg_catalog.||) pg_catalog.quote_ident(o.address_names[2]))::pg_catalog.oid \
                   WHERE o.classid IN ('pg_catalog.pg_trigger'::pg_catalog.regclass, \
                                       'pg_catalog.pg_policy'::pg_catalog.regclass) \
-                    AND o.address_names[3] IN ('stepup_guard', 'stepup_guard_truncate', 'stepup_insert', \
-                                               'stepup_update', 'stepup_open', 'stepup_owner')",
+                    AND o.address_names[3] IN ('stepup_guard', 'stepup_guard_truncate', 'stepup_filter', \
+                                               'stepup_insert', 'stepup_update', 'stepup_open', 'stepup_owner')",
                 None,
                 &[],
             )?;

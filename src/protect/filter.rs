@@ -1,22 +1,29 @@
 //! A policy's row filter, as Postgres parsed it once when the table was
-//! protected (`stepup.protected.filter_expr`, pg_node_tree text): columns by
-//! attribute number, types, operators and functions by OID, literals already
-//! read. A rename of a column, a type or an enum label cannot move it onto
-//! other data, and a writer's `DateStyle` cannot change what a literal
-//! means. The one evaluation below, with the settings that change what a
-//! value means at run time pinned, serves both the guard trigger and the
-//! row-level security policies (`stepup.in_row_filter`), so every path
-//! judges a row the same way in every session.
+//! protected: the expression of the table's own policy `stepup_filter`
+//! (`true OR (filter)`, which never limits a read), so that Postgres keeps
+//! the tree. Columns are held by attribute number, types, operators and
+//! functions by OID, literals already read: a rename of a column, a type or
+//! an enum label cannot move it onto other data, and a writer's `DateStyle`
+//! cannot change what a literal means. pg_dump writes the policy as SQL and
+//! pg_restore parses it again, in the database and the PostgreSQL version
+//! it restores into, as for any policy. The one evaluation below, with the
+//! settings that change what a value means at run time pinned, serves both
+//! the guard trigger and the row-level security policies
+//! (`stepup.in_row_filter`), so every path judges a row the same way in
+//! every session.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 
 use pgrx::prelude::*;
 
 use crate::pg::reject;
 use crate::rows::{self, Row};
 
+/// The policy protect() parses the filter into.
+const POLICY: &CStr = c"stepup_filter";
+
 /// Settings a filter's casts and functions may read while it runs.
-const PINNED: [(&std::ffi::CStr, &std::ffi::CStr); 5] = [
+const PINNED: [(&CStr, &CStr); 5] = [
     (c"TimeZone", c"UTC"),
     (c"DateStyle", c"ISO, MDY"),
     (c"IntervalStyle", c"postgres"),
@@ -24,18 +31,62 @@ const PINNED: [(&std::ffi::CStr, &std::ffi::CStr); 5] = [
     (c"search_path", c"pg_catalog, pg_temp"),
 ];
 
-/// Is `row` inside the filter? NULL counts as outside, as in
-/// `coalesce(filter, false)`; an expression that cannot be read counts as
-/// inside (fail closed).
-pub fn contains(row: Row, expr: &str) -> bool {
-    let Ok(text) = CString::new(expr) else {
-        return true;
-    };
-    rows::pinned(&PINNED, || unsafe {
-        let node = pg_sys::stringToNode(text.as_ptr()).cast::<pg_sys::Expr>();
-        if node.is_null() {
-            return true;
+/// The filter inside a stepup_filter policy's expression: the second arm
+/// of `true OR (filter)`; None for any other shape (a policy altered by
+/// hand, or not protect()'s).
+unsafe fn filter_of(qual: *mut pg_sys::Node) -> Option<*mut pg_sys::Expr> {
+    if qual.is_null() || (*qual).type_ != pg_sys::NodeTag::T_BoolExpr {
+        return None;
+    }
+    let or = qual.cast::<pg_sys::BoolExpr>();
+    let args = (*or).args;
+    if (*or).boolop != pg_sys::BoolExprType::OR_EXPR || args.is_null() || (*args).length != 2 {
+        return None;
+    }
+    let first = (*(*args).elements).ptr_value.cast::<pg_sys::Node>();
+    let second = (*(*args).elements.add(1)).ptr_value.cast::<pg_sys::Expr>();
+    let is_true = !first.is_null()
+        && (*first).type_ == pg_sys::NodeTag::T_Const
+        && (*first.cast::<pg_sys::Const>()).consttype == pg_sys::BOOLOID
+        && !(*first.cast::<pg_sys::Const>()).constisnull
+        && (*first.cast::<pg_sys::Const>()).constvalue.value() != 0;
+    (is_true && !second.is_null()).then_some(second)
+}
+
+/// The filter of `rel`, from its stepup_filter policy in the relcache
+/// (Postgres builds the policies of a table with row security enabled,
+/// which protect() enables with a filter). None if there is none.
+unsafe fn filter_in(rel: pg_sys::Relation) -> Option<*mut pg_sys::Expr> {
+    let desc = (*rel).rd_rsdesc;
+    if desc.is_null() || (*desc).policies.is_null() {
+        return None;
+    }
+    let policies = (*desc).policies;
+    for i in 0..usize::try_from((*policies).length).unwrap_or(0) {
+        let p = (*(*policies).elements.add(i))
+            .ptr_value
+            .cast::<pg_sys::RowSecurityPolicy>();
+        if p.is_null() || (*p).policy_name.is_null() || (*p).permissive {
+            continue;
         }
+        if CStr::from_ptr((*p).policy_name) == POLICY && (*p).polcmd as u8 == b'r' {
+            return filter_of((*p).qual.cast());
+        }
+    }
+    None
+}
+
+/// Is `row` inside its table's row filter? NULL counts as outside, as in
+/// `coalesce(filter, false)`; a filter that cannot be found (its policy
+/// dropped or altered, row security switched off) counts every row as
+/// inside (fail closed).
+pub fn contains(row: Row) -> bool {
+    rows::pinned(&PINNED, || unsafe {
+        let Some(node) = filter_in(row.rel) else {
+            return true;
+        };
+        // A copy, planned: the relcache's tree is never written to, and an
+        // invalidation while the filter runs cannot free what runs.
         let planned = pg_sys::expression_planner(node);
         let state = pg_sys::ExecInitExpr(planned, std::ptr::null_mut());
         let econtext = pg_sys::CreateStandaloneExprContext();
@@ -66,9 +117,12 @@ pub enum Unusable {
     Subquery,
 }
 
-/// The attribute numbers a parsed filter reads (0: the whole row).
-pub fn columns_read(expr: &str) -> Result<Vec<i16>, Unusable> {
-    let text = CString::new(expr).map_err(|_| Unusable::Unreadable)?;
+/// The attribute numbers a parsed filter reads (0: the whole row): the
+/// expression of a stepup_filter policy (pg_policy.polqual as text), whose
+/// `true OR` reads none, or (from 0.1.0's protect(), until the extension
+/// is updated) the bare filter.
+pub fn columns_read(qual: &str) -> Result<Vec<i16>, Unusable> {
+    let text = CString::new(qual).map_err(|_| Unusable::Unreadable)?;
     unsafe {
         let node = pg_sys::stringToNode(text.as_ptr()).cast::<pg_sys::Node>();
         if node.is_null() {
@@ -112,15 +166,11 @@ COMMENT ON FUNCTION stepup.in_row_filter(regclass, record) IS
 "#)]
 fn in_row_filter(target: pg_sys::Oid, r: pgrx::datum::AnyElement) -> bool {
     let snapshot = crate::catalog::snapshot();
-    let Some(expr) = snapshot
-        .policies
-        .get(&target)
-        .and_then(|p| p.filter_expr.clone())
-    else {
-        // A row-level security policy of pg_stepup's without a parsed
-        // filter behind it: the row counts as protected.
+    if !snapshot.policies.get(&target).is_some_and(|p| p.row_filter) {
+        // A row-level security policy of pg_stepup's without a filter
+        // behind it: the row counts as protected.
         return true;
-    };
+    }
     unsafe {
         let rel = pg_sys::RelationIdGetRelation(target);
         if rel.is_null() {
@@ -134,20 +184,18 @@ fn in_row_filter(target: pg_sys::Oid, r: pgrx::datum::AnyElement) -> bool {
             t_tableOid: target,
             t_data: header,
         };
-        let inside = contains(
-            Row {
-                rel,
-                tuple: &mut tuple,
-            },
-            &expr,
-        );
+        let inside = contains(Row {
+            rel,
+            tuple: &mut tuple,
+        });
         pg_sys::RelationClose(rel);
         inside
     }
 }
 
-/// `stepup.filter_columns(filter_expr)`: for protect(), the columns a parsed
-/// filter reads; refuses what the guard cannot evaluate.
+/// `stepup.filter_columns(filter_expr)`: for protect(), the columns the
+/// filter in a stepup_filter policy's expression reads (`filter_expr`:
+/// pg_policy.polqual as text); refuses what the guard cannot evaluate.
 #[pg_extern(sql = r#"
 CREATE FUNCTION stepup.filter_columns(filter_expr text)
 RETURNS int2[] STRICT IMMUTABLE PARALLEL SAFE

@@ -92,12 +92,9 @@ fn verdict(event: &Event) -> Option<Rejection> {
             return None;
         }
     }
-    if let Some(filter) = &policy.filter_expr {
+    if policy.row_filter {
         // UPDATE is gated if the row was protected or becomes protected.
-        let inside = [old, new]
-            .into_iter()
-            .flatten()
-            .any(|r| filter::contains(r, filter));
+        let inside = [old, new].into_iter().flatten().any(filter::contains);
         if op != Op::Truncate && !inside {
             return None;
         }

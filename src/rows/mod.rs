@@ -19,6 +19,8 @@ pub mod render;
 use crate::pg::cache::OidMap;
 use smallvec::{smallvec, SmallVec};
 
+// Not in pgrx's bindings: checked against each version's headers by
+// scripts/declarations.sh.
 unsafe extern "C-unwind" {
     /// Same stored value, looking through TOAST and compression.
     fn datum_image_eq(
