@@ -112,7 +112,7 @@ inside() {
     for v in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY \
              SSL_CERT_FILE SSL_CERT_DIR PIP_CERT PIP_INDEX_URL PIP_DEFAULT_TIMEOUT \
              REQUESTS_CA_BUNDLE CURL_CA_BUNDLE NODE_EXTRA_CA_CERTS CARGO_HTTP_CAINFO \
-             STEPUP_HUGE_TESTS; do
+             STEPUP_HUGE_TESTS STEPUP_XVER_REQUIRED; do
         [ -z "${!v:-}" ] || envs+=("$v=${!v}")
     done
     local rc=0
