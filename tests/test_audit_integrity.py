@@ -363,13 +363,23 @@ def test_8b_a_preloaded_library_seals_every_database_on_a_schedule():
             time.sleep(0.5)
         with psycopg.connect(cluster.conninfo("sealed_a"), autocommit=True) as c:
             assert c.execute("SELECT ok, entries FROM stepup.verify_audit()").fetchone() == (True, 2)
+            # A superuser who terminates the launcher does not end sealing:
+            # the postmaster starts it again (restart time 10 s).
+            launcher = "FROM pg_stat_activity WHERE backend_type = 'pg_stepup sealer' AND coalesce(datid, 0) = 0"
+            assert scalar(c, f"SELECT count(pg_terminate_backend(pid)) {launcher}") == 1
+            c.execute("INSERT INTO t VALUES (4, 'd')")
+            deadline = time.time() + 30
+            while links("sealed_a") != 3:
+                assert time.time() < deadline, "no sealing within 30 s of terminating the launcher"
+                time.sleep(0.5)
+            assert scalar(c, f"SELECT count(*) {launcher}") == 1
             # Off: after a reload, new entries stay unsealed.
             c.execute("ALTER SYSTEM SET stepup.seal_interval = 0")
             c.execute("SELECT pg_reload_conf()")
             time.sleep(2)
             c.execute("INSERT INTO t VALUES (3, 'c')")
             time.sleep(3)
-            assert scalar(c, "SELECT count(*) FROM stepup.audit_chain") == 2
+            assert scalar(c, "SELECT count(*) FROM stepup.audit_chain") == 3
             # An application role cannot change the schedule.
             c.execute("CREATE ROLE app_sealer LOGIN")
         with psycopg.connect(cluster.conninfo("sealed_a", user="app_sealer"), autocommit=True) as app:

@@ -49,6 +49,11 @@ pub extern "C-unwind" fn stepup_seal_launcher(_arg: pg_sys::Datum) {
             seal_in(database);
         }
     }
+    // SIGTERM. A worker that exits 0 is unregistered for good, so a
+    // pg_terminate_backend() of the launcher would end sealing until the
+    // server restarts: exit 1, and the postmaster starts it again after
+    // its restart time (not while the server shuts down).
+    unsafe { pg_sys::proc_exit(1) };
 }
 
 /// Databases that accept connections, from pg_database (a shared catalog,
