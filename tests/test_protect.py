@@ -419,6 +419,7 @@ WEAKENINGS = [
     "ALTER POLICY stepup_filter ON {t} USING (true)",
     "ALTER POLICY stepup_filter ON {t} USING (true OR amount >= 1e9)",
     "ALTER POLICY stepup_filter ON {t} TO nobody_at_all",
+    "ALTER POLICY stepup_filter ON {t} RENAME TO other",
     "ALTER POLICY stepup_update ON {t} TO nobody_at_all",
     "ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY",
     "ALTER TABLE {t} DISABLE ROW LEVEL SECURITY",
@@ -441,6 +442,14 @@ def test_postgres_keeps_the_filters_columns(app, filtered):
     err = expect_error(app, f"ALTER TABLE {filtered} DROP COLUMN amount", None, "2BP01")
     assert "policy stepup_filter" in err.diag.message_detail
     expect_error(app, f"UPDATE {filtered} SET note = 'n' WHERE id = 2", None, "SU001")
+
+
+def test_in_row_filter_reads_only_rows_of_the_table(app, filtered):
+    """A row of another type is refused, never read as the table's columns."""
+    for row in ("ROW(1, 2, 3)", "ROW(2, 'x'::text, 'y'::text, 99999, 'n')"):
+        expect_error(app, f"SELECT stepup.in_row_filter('{filtered}', {row})", None, "22023")
+    assert scalar(app, f"SELECT bool_and(stepup.in_row_filter('{filtered}', t) = (t.amount >= 10000)) "
+                       f"FROM {filtered} t") is True
 
 
 @pytest.mark.parametrize("ddl", WEAKENINGS)

@@ -138,6 +138,11 @@ def test_update_from_0_1_0_with_data_in_place(databases):
     entries_before = scalar(su, "SELECT count(*) FROM stepup.audit_log")
     assert entries_before == 2
 
+    # The new library under 0.1.0's catalog: its filter is not read (no
+    # stepup_filter policy yet), and every row counts as inside it.
+    expect_error(app, "UPDATE bank.limits SET amount = 11 WHERE id = 1", None, "SU001")
+    app.rollback()
+
     su.execute("ALTER EXTENSION pg_stepup UPDATE")
     assert scalar(su, "SELECT extversion FROM pg_extension WHERE extname = 'pg_stepup'") == "0.2.0"
 

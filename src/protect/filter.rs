@@ -178,6 +178,17 @@ fn in_row_filter(target: pg_sys::Oid, r: pgrx::datum::AnyElement) -> bool {
         }
         let header = pg_sys::pg_detoast_datum(r.datum().cast_mut_ptr())
             .cast::<pg_sys::HeapTupleHeaderData>();
+        // Only a row of the table itself is read with the table's columns:
+        // another row type (ROW(...), another table's) would be read as
+        // bytes of the wrong types.
+        let row_type = (*header).t_choice.t_datum.datum_typeid;
+        if row_type != (*(*rel).rd_rel).reltype {
+            pg_sys::RelationClose(rel);
+            reject::invalid_parameter(
+                "stepup.in_row_filter takes a row of the table itself",
+                "Pass the table's row (the row-level security policies pass table.*).",
+            );
+        }
         let mut tuple = pg_sys::HeapTupleData {
             t_len: u32::try_from(pgrx::varsize_any(header.cast())).unwrap_or(0),
             t_self: pg_sys::ItemPointerData::default(),
